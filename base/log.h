@@ -27,9 +27,24 @@ class LogMessage {
   std::ostringstream stream_;
 };
 
+// Turns the streamed expression into void so both ternary branches have one type.
+struct LogVoidify {
+  void operator&(std::ostream&) {}
+};
+
+// The names KEEL_LOG takes: KEEL_LOG(DEBUG), KEEL_LOG(INFO), KEEL_LOG(WARNING), KEEL_LOG(ERROR).
+namespace log_severity {
+inline constexpr LogLevel DEBUG = LogLevel::kDebug;
+inline constexpr LogLevel INFO = LogLevel::kInfo;
+inline constexpr LogLevel WARNING = LogLevel::kWarning;
+inline constexpr LogLevel ERROR = LogLevel::kError;
+}  // namespace log_severity
+
 }  // namespace keel
 
-#define KEEL_LOG(level)                                                    \
-  if (::keel::LogLevel::k##level < ::keel::MinLogLevel()) {               \
-  } else                                                                   \
-    ::keel::LogMessage(::keel::LogLevel::k##level, __FILE__, __LINE__).stream()
+// The ternary form (rather than if/else) keeps `if (x) KEEL_LOG(INFO) << y;` unambiguous.
+#define KEEL_LOG(level)                                                   \
+  (::keel::log_severity::level < ::keel::MinLogLevel())                   \
+      ? (void)0                                                           \
+      : ::keel::LogVoidify() &                                            \
+            ::keel::LogMessage(::keel::log_severity::level, __FILE__, __LINE__).stream()
