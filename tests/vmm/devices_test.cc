@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "vmm/devices/bus.h"
+#include "vmm/devices/console.h"
 #include "vmm/devices/interrupt.h"
 #include "vmm/devices/legacy.h"
 #include "vmm/devices/serial.h"
@@ -85,7 +86,8 @@ class SerialTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(pipe2(pipe_, O_NONBLOCK | O_CLOEXEC), 0);
-    serial_ = std::make_unique<Serial8250>(&irq_, std::vector<int>{pipe_[1]});
+    sink_ = std::make_unique<FdConsoleSink>(std::vector<int>{pipe_[1]});
+    serial_ = std::make_unique<Serial8250>(&irq_, std::vector<ConsoleSink*>{sink_.get(), &log_});
   }
   void TearDown() override {
     close(pipe_[0]);
@@ -98,6 +100,8 @@ class SerialTest : public ::testing::Test {
   }
 
   int pipe_[2];
+  std::unique_ptr<FdConsoleSink> sink_;
+  ConsoleLog log_{8};
   CountingInterrupt irq_;
   std::unique_ptr<Serial8250> serial_;
 };
@@ -107,6 +111,7 @@ TEST_F(SerialTest, TransmitsBytesToTheConsole) {
   Out8(*serial_, 0, 'i');
 
   EXPECT_EQ(Output(), "hi");
+  EXPECT_EQ(log_.Read(0, 100).data, "hi");
   EXPECT_EQ(serial_->bytes_written(), 2u);
   EXPECT_EQ(In8(*serial_, 5) & 0x60, 0x60);  // THR empty and transmitter idle
 }
@@ -163,6 +168,34 @@ TEST_F(SerialTest, WideAndOutOfRangeAccessesAreHarmless) {
 
   EXPECT_EQ(wide & 0xffffff00, 0u);
   EXPECT_EQ(Output(), "");
+}
+
+TEST(ConsoleLogTest, KeepsTheNewestBytesWithAbsoluteOffsets) {
+  ConsoleLog log(4);
+  const std::string text = "abcdefg";
+
+  log.Write(std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  ConsoleLog::Chunk from_start = log.Read(0, 100);
+  ConsoleLog::Chunk tail = log.Read(5, 1);
+
+  EXPECT_EQ(from_start.data, "defg");
+  EXPECT_EQ(from_start.offset, 3u);
+  EXPECT_TRUE(from_start.truncated);
+  EXPECT_EQ(from_start.end, 7u);
+  EXPECT_EQ(tail.data, "f");
+  EXPECT_FALSE(tail.truncated);
+  EXPECT_EQ(log.Read(7, 10).data, "");
+  EXPECT_EQ(log.Read(99, 10).offset, 7u);
+}
+
+TEST(ConsoleLogTest, WaitForDataSeesLaterWrites) {
+  ConsoleLog log(16);
+  const uint8_t x = 'x';
+
+  EXPECT_FALSE(log.WaitForData(0, absl::Milliseconds(1)));
+  log.Write(std::span(&x, 1));
+  EXPECT_TRUE(log.WaitForData(0, absl::Milliseconds(1)));
+  EXPECT_FALSE(log.WaitForData(1, absl::Milliseconds(1)));
 }
 
 TEST(I8042Test, PulseResetCommandRequestsReset) {

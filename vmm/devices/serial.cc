@@ -1,9 +1,5 @@
 #include "vmm/devices/serial.h"
 
-#include <unistd.h>
-
-#include <cerrno>
-
 namespace keel::vmm {
 
 namespace {
@@ -177,12 +173,7 @@ bool Serial8250::WriteRegister(uint64_t offset, uint8_t value) {
 
 void Serial8250::Transmit(uint8_t byte) {
   ++bytes_written_;
-  for (int fd : output_fds_) {
-    ssize_t n;
-    do {
-      n = ::write(fd, &byte, 1);
-    } while (n < 0 && errno == EINTR);
-  }
+  for (ConsoleSink* sink : sinks_) sink->Write(std::span(&byte, 1));
 }
 
 }  // namespace keel::vmm

@@ -1,14 +1,13 @@
 // Serial8250: a 16550A-compatible UART, as COM1 (port 0x3F8, IRQ 4) carries the guest console.
 //
 // Transmission is instantaneous: every byte the guest writes to THR goes straight to the
-// output fds, and the transmitter is always empty. Received bytes (QueueInput) wait in a
+// console sinks, and the transmitter is always empty. Received bytes (QueueInput) wait in a
 // bounded FIFO. Interrupts are edges: raised when a source becomes pending (THR empty with
 // ETBEI, data ready with ERBFI), matching an ISA line routed edge-triggered through the
 // IOAPIC.
 //
 // Threading: Read/Write run on vCPU threads, QueueInput on the I/O thread; one mutex guards
-// the registers. Output fds are not owned and must outlive the device; a failed or short
-// write to one is dropped (the guest console never blocks on a vanished reader).
+// the registers. Sinks are not owned and must outlive the device.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +17,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "vmm/devices/bus.h"
+#include "vmm/devices/console.h"
 #include "vmm/devices/interrupt.h"
 
 namespace keel::vmm {
@@ -29,8 +29,8 @@ class Serial8250 : public BusDevice {
   static constexpr size_t kInputFifoMax = 4096;
 
   // `irq` is not owned and must outlive the device.
-  Serial8250(Interrupt* irq, std::vector<int> output_fds)
-      : irq_(irq), output_fds_(std::move(output_fds)) {}
+  Serial8250(Interrupt* irq, std::vector<ConsoleSink*> sinks)
+      : irq_(irq), sinks_(std::move(sinks)) {}
 
   void Read(uint64_t offset, std::span<uint8_t> data) override;
   void Write(uint64_t offset, std::span<const uint8_t> data) override;
@@ -49,7 +49,7 @@ class Serial8250 : public BusDevice {
   uint8_t InterruptId() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Interrupt* irq_;
-  std::vector<int> output_fds_;
+  std::vector<ConsoleSink*> sinks_;
 
   mutable absl::Mutex mu_;
   uint8_t ier_ ABSL_GUARDED_BY(mu_) = 0;
