@@ -5,9 +5,8 @@
 #include "printf.h"
 
 #define PIT_HZ 1193182
-#define PIT_CH2_PORT 0x42
+#define PIT_CH0_PORT 0x40
 #define PIT_CMD_PORT 0x43
-#define PORT_B 0x61  // bit 0: channel 2 gate, bit 1: speaker, bit 5: channel 2 output
 
 static uint64_t from_cpuid(const char** source) {
   uint32_t hv_max = cpuid(0x40000000, 0).eax;
@@ -28,20 +27,34 @@ static uint64_t from_cpuid(const char** source) {
   return 0;
 }
 
-// PIT channel 2 in mode 0 counts down once; its output (port 0x61 bit 5) rises at zero.
+// Latches and reads PIT channel 0's current count (8254 counter latch command).
+static uint16_t pit_read_ch0(void) {
+  outb(PIT_CMD_PORT, 0x00);
+  uint8_t lo = inb(PIT_CH0_PORT);
+  uint8_t hi = inb(PIT_CH0_PORT);
+  return (uint16_t)(lo | hi << 8);
+}
+
+// Runs PIT channel 0 as a rate generator (mode 2, period 65535) and counts TSC ticks
+// while it counts down 5 ms. Channel 0 rather than the usual channel 2: channel 2's
+// gate and output live in port 0x61, which QEMU's microvm does not have. Reprogramming
+// channel 0 is harmless here: its interrupt is masked until a scenario routes it.
 static uint64_t from_pit(void) {
-  const uint32_t count = PIT_HZ / 200;  // 5 ms
-  uint8_t port_b = inb(PORT_B);
-  outb(PORT_B, (uint8_t)((port_b & ~0x02) | 0x01));  // gate on, speaker off
-  outb(PIT_CMD_PORT, 0xB0);                           // channel 2, lo/hi byte, mode 0
-  outb(PIT_CH2_PORT, count & 0xFF);
-  outb(PIT_CH2_PORT, (uint8_t)(count >> 8));
-  uint64_t start = rdtsc();
-  // Bounded in case there is no PIT: ~1 s at 10 GHz worth of TSC ticks.
-  while (!(inb(PORT_B) & 0x20) && rdtsc() - start < 10000000000ULL) cpu_relax();
-  uint64_t ticks = rdtsc() - start;
-  outb(PORT_B, port_b);
-  return ticks * PIT_HZ / count;
+  const uint32_t period = 0xFFFF, target = PIT_HZ / 200;  // 5 ms
+  outb(PIT_CMD_PORT, 0x34);  // channel 0, lo/hi byte, mode 2, binary
+  outb(PIT_CH0_PORT, period & 0xFF);
+  outb(PIT_CH0_PORT, period >> 8);
+  uint16_t start_count = pit_read_ch0();
+  uint64_t start = rdtsc(), now = start;
+  uint32_t elapsed = 0;
+  // Bounded in case there is no PIT (reads return 0xFFFF forever): 10^10 TSC ticks.
+  while (elapsed < target && now - start < 10000000000ULL) {
+    uint16_t c = pit_read_ch0();
+    now = rdtsc();
+    elapsed = c <= start_count ? (uint32_t)(start_count - c) : start_count + (period - c);
+  }
+  if (elapsed < target) return 0;
+  return (now - start) * PIT_HZ / elapsed;
 }
 
 uint64_t tsc_hz(void) {

@@ -1,6 +1,6 @@
 // Time for the guest: the TSC, with its frequency from CPUID when the VMM says it
 // (leaf 0x40000010, the hypervisor timing leaf; or leaf 0x15), else calibrated once
-// against PIT channel 2 (5 ms). Used for bounded waits, not for precise measurements.
+// against PIT channel 0 (5 ms). Used for bounded waits, not for precise measurements.
 #pragma once
 
 #include <stdbool.h>

@@ -4,6 +4,7 @@
 //   src=uart (default): COM1's transmitter-empty interrupt (IER bit 1), ISA IRQ 4.
 //   src=pit: PIT channel 0 one-shot (mode 0, 20 ms), ISA IRQ 0 (usually GSI 2 by an
 //            interrupt source override).
+//   gsi=N: use GSI N instead of what the MADT says (to diagnose a VMM's routing).
 //   keeltest: irq src=<src> irq=<n> gsi=<n> ioapic=<id> pin=<n> vector=0x<v> fired
 // FAIL if nothing arrives within timeout_ms (default 1000).
 #include "acpi.h"
@@ -54,6 +55,8 @@ static int run_irq(struct scenario_ctx* ctx) {
   uint8_t irq = pit ? 0 : COM1_IRQ;
   uint16_t flags;
   uint32_t gsi = acpi_isa_irq_to_gsi(&a, irq, &flags);
+  gsi = (uint32_t)scenario_arg_u64(ctx->args, "gsi", gsi, &ok);
+  if (!ok) return scenario_fail(ctx, "gsi must be a number");
   const struct acpi_ioapic* io = NULL;
   for (int i = 0; i < a.ioapic_count; i++) {
     uint32_t pins = ioapic_pins(a.ioapics[i].addr);
