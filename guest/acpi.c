@@ -28,8 +28,7 @@ static uint8_t sum(const uint8_t* p, size_t n) {
 // RSDP (§5.2.5.3): "RSD PTR " @0, checksum of the first 20 bytes @8, OEMID @9, revision
 // @15, RSDT u32 @16; revision >= 2: length u32 @20, XSDT u64 @24, extended checksum @32.
 static bool rsdp_valid(uint64_t a) {
-  if (!mapped(a, 36) || memcmp(ptr(a), "RSD PTR ", 8) != 0 || sum(ptr(a), 20) != 0)
-    return false;
+  if (!mapped(a, 36) || memcmp(ptr(a), "RSD PTR ", 8) != 0 || sum(ptr(a), 20) != 0) return false;
   if (ptr(a)[15] < 2) return true;
   uint32_t len = le32(ptr(a) + 20);
   return len >= 36 && len <= 4096 && mapped(a, len) && sum(ptr(a), len) == 0;
@@ -71,7 +70,8 @@ static const char* add_table(struct acpi_info* a, uint64_t addr, struct acpi_tab
   if (len < HEADER_LEN || len > TABLE_MAX_LEN || !mapped(addr, len))
     return fail(err, n, "table %.4s at 0x%lx has a bad length %u", (const char*)ptr(addr), addr,
                 len);
-  if (a->table_count == ACPI_MAX_TABLES) return fail(err, n, "more than %d tables", ACPI_MAX_TABLES);
+  if (a->table_count == ACPI_MAX_TABLES)
+    return fail(err, n, "more than %d tables", ACPI_MAX_TABLES);
   struct acpi_table_ref* t = &a->tables[a->table_count++];
   memcpy(t->sig, ptr(addr), 4);
   t->sig[4] = '\0';
@@ -112,16 +112,15 @@ static const char* read_madt(struct acpi_info* a, const struct acpi_table_ref* t
     if ((type == 0 && len >= 8) || (type == 9 && len >= 16)) {
       if (a->cpu_count < ACPI_MAX_CPUS) {
         uint32_t flags = type == 0 ? le32(e + 4) : le32(e + 8);
-        a->cpus[a->cpu_count++] = (struct acpi_cpu){
-            type == 0 ? e[3] : le32(e + 4), (flags & 1) != 0, (flags & 2) != 0};
+        a->cpus[a->cpu_count++] =
+            (struct acpi_cpu){type == 0 ? e[3] : le32(e + 4), (flags & 1) != 0, (flags & 2) != 0};
       }
     } else if (type == 1 && len >= 12) {
       if (a->ioapic_count < ACPI_MAX_IOAPICS)
         a->ioapics[a->ioapic_count++] = (struct acpi_ioapic){e[2], le32(e + 4), le32(e + 8)};
     } else if (type == 2 && len >= 10) {
       if (a->override_count < ACPI_MAX_OVERRIDES)
-        a->overrides[a->override_count++] =
-            (struct acpi_override){e[3], le32(e + 4), le16(e + 8)};
+        a->overrides[a->override_count++] = (struct acpi_override){e[3], le32(e + 4), le16(e + 8)};
     }
     off += len;
   }

@@ -7,7 +7,6 @@
 
 #include "defs.h"
 
-
 static inline void outb(uint16_t port, uint8_t v) {
   __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
 }
@@ -37,9 +36,7 @@ static inline const uint8_t* phys_ptr(uint64_t addr) {
   return p;
 }
 
-static inline uint32_t mmio_read32(uint64_t addr) {
-  return *(volatile uint32_t*)(uintptr_t)addr;
-}
+static inline uint32_t mmio_read32(uint64_t addr) { return *(volatile uint32_t*)(uintptr_t)addr; }
 static inline void mmio_write32(uint64_t addr, uint32_t v) {
   *(volatile uint32_t*)(uintptr_t)addr = v;
 }

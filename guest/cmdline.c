@@ -76,8 +76,7 @@ const char* scenario_arg(const struct scenario_args* a, const char* key) {
   return NULL;
 }
 
-uint64_t scenario_arg_u64(const struct scenario_args* a, const char* key, uint64_t def,
-                          bool* ok) {
+uint64_t scenario_arg_u64(const struct scenario_args* a, const char* key, uint64_t def, bool* ok) {
   const char* v = scenario_arg(a, key);
   if (!v) return def;
   uint64_t out;

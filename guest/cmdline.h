@@ -33,5 +33,4 @@ const char* scenario_arg(const struct scenario_args* a, const char* key);
 
 // The value of `key` as a number (decimal or 0x hex); `def` when absent. Sets *ok to false
 // (and leaves it alone otherwise) when the value is present but not a number.
-uint64_t scenario_arg_u64(const struct scenario_args* a, const char* key, uint64_t def,
-                          bool* ok);
+uint64_t scenario_arg_u64(const struct scenario_args* a, const char* key, uint64_t def, bool* ok);

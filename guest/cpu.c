@@ -129,9 +129,10 @@ static const char* const kExceptionNames[32] = {
 
 void guest_fault_report(void) {
   const struct guest_fault* f = &guest_fault;
-  const char* name = f->vector < 32 && kExceptionNames[f->vector] ? kExceptionNames[f->vector]
-                                                                  : "?";
-  scenario_fail_now("exception %s (vector %lu) error=0x%lx rip=0x%lx cs=0x%lx rsp=0x%lx "
-                    "cr2=0x%lx",
-                    name, f->vector, f->error, f->rip, f->cs, f->rsp, f->cr2);
+  const char* name =
+      f->vector < 32 && kExceptionNames[f->vector] ? kExceptionNames[f->vector] : "?";
+  scenario_fail_now(
+      "exception %s (vector %lu) error=0x%lx rip=0x%lx cs=0x%lx rsp=0x%lx "
+      "cr2=0x%lx",
+      name, f->vector, f->error, f->rip, f->cs, f->rsp, f->cr2);
 }

@@ -29,7 +29,7 @@
 // Each CPU's TSS sits in a 128-byte slot; all slots share one I/O permission bitmap placed
 // right after the last slot (each TSS's iomap_base is its own distance to it).
 #define TSS_SLOT_BYTES 128
-#define TSS_IOMAP_BYTES 8192  // one bit per port, 65536 ports, all zero: every port allowed
+#define TSS_IOMAP_BYTES 8192     // one bit per port, 65536 ports, all zero: every port allowed
 #define FAULT_STACK_BYTES 16384  // CPL3 stack for reporting an exception (cpu.c)
 
 // Service calls from CPL3 into CPL0 (isr.S): `int3` through a DPL3 #BP gate, RAX =
@@ -37,11 +37,11 @@
 // `int $n` at CPL3 raises #UD, and `syscall` reaches LSTAR without leaving CPL3; an
 // exception is the one way in that enters CPL0 on every KVM flavour and on bare metal.
 #define SVC_VECTOR 3
-#define SYS_HALT 0       // sti; hlt forever (idling until the VMM stops us)
-#define SYS_WAIT_IRQ 1   // hlt once unless irq_count != RDI; returns with the caller's IF
-#define SYS_SET_IF 2     // RDI != 0: return to CPL3 with IF=1, else IF=0
-#define SYS_RDMSR 3      // RDI = MSR; returns its value
-#define SYS_WRMSR 4      // RDI = MSR, RSI = value
+#define SYS_HALT 0      // sti; hlt forever (idling until the VMM stops us)
+#define SYS_WAIT_IRQ 1  // hlt once unless irq_count != RDI; returns with the caller's IF
+#define SYS_SET_IF 2    // RDI != 0: return to CPL3 with IF=1, else IF=0
+#define SYS_RDMSR 3     // RDI = MSR; returns its value
+#define SYS_WRMSR 4     // RDI = MSR, RSI = value
 #define SYS_COUNT 5
 
 // Interrupt vectors: 0-31 exceptions, 32-254 device interrupts, 255 the LAPIC spurious

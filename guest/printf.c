@@ -25,8 +25,7 @@ static void put(struct out* o, char c) {
   o->buf[o->len++] = c;
 }
 
-static void put_padded(struct out* o, const char* s, size_t n, int width, bool left,
-                       char pad) {
+static void put_padded(struct out* o, const char* s, size_t n, int width, bool left, char pad) {
   size_t fill = width > 0 && (size_t)width > n ? (size_t)width - n : 0;
   if (!left) {
     while (fill--) put(o, pad);
@@ -116,8 +115,7 @@ static void format(struct out* o, const char* fmt, va_list ap) {
       case 'p': {
         put(o, '0');
         put(o, 'x');
-        put_number(o, (uint64_t)(uintptr_t)va_arg(ap, void*), false, 16, false, width, left,
-                   zero);
+        put_number(o, (uint64_t)(uintptr_t)va_arg(ap, void*), false, 16, false, width, left, zero);
         break;
       }
       case 'c': {

@@ -9,8 +9,7 @@
 // Formats into buf (always NUL-terminated when n > 0). Returns the full length the output
 // would have had, like C's snprintf.
 int fmt_vsnprintf(char* buf, size_t n, const char* fmt, va_list ap);
-int fmt_snprintf(char* buf, size_t n, const char* fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int fmt_snprintf(char* buf, size_t n, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 
 // Prints to COM1. One call's output is never interleaved with another CPU's.
 void kprintf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));

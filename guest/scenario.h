@@ -31,8 +31,8 @@ struct scenario {
   int (*run)(struct scenario_ctx* ctx);  // SCENARIO_PASS, or scenario_fail(...)'s result
 };
 
-#define KEEL_SCENARIO(id, name_str, fn)                                                    \
-  static const struct scenario keel_scenario_##id                                          \
+#define KEEL_SCENARIO(id, name_str, fn)           \
+  static const struct scenario keel_scenario_##id \
       __attribute__((used, section("keel_scenarios"), aligned(8))) = {name_str, fn}
 
 // Prints "keeltest: FAIL <name>: <reason>" and returns SCENARIO_FAILED, for

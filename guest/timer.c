@@ -41,7 +41,7 @@ static uint16_t pit_read_ch0(void) {
 // channel 0 is harmless here: its interrupt is masked until a scenario routes it.
 static uint64_t from_pit(void) {
   const uint32_t period = 0xFFFF, target = PIT_HZ / 200;  // 5 ms
-  outb(PIT_CMD_PORT, 0x34);  // channel 0, lo/hi byte, mode 2, binary
+  outb(PIT_CMD_PORT, 0x34);                               // channel 0, lo/hi byte, mode 2, binary
   outb(PIT_CH0_PORT, period & 0xFF);
   outb(PIT_CH0_PORT, period >> 8);
   uint16_t start_count = pit_read_ch0();

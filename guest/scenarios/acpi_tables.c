@@ -29,7 +29,9 @@ static int run_acpi(struct scenario_ctx* ctx) {
   for (int i = 0; i < a.cpu_count; i++) {
     const struct acpi_cpu* c = &a.cpus[i];
     KT_LINE("acpi cpu apic_id=%u %s", c->apic_id,
-            c->enabled ? "enabled" : c->online_capable ? "online-capable" : "disabled");
+            c->enabled          ? "enabled"
+            : c->online_capable ? "online-capable"
+                                : "disabled");
   }
   for (int i = 0; i < a.ioapic_count; i++)
     KT_LINE("acpi ioapic id=%u addr=0x%x gsi_base=%u", a.ioapics[i].id, a.ioapics[i].addr,

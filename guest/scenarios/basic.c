@@ -18,8 +18,7 @@ static int run_exit(struct scenario_ctx* ctx) {
   const char* text = a->param[0] ? a->param : scenario_arg(a, "code");
   uint64_t code;
   if (!text || !parse_u64(text, strlen(text), &code) || code > 255)
-    return scenario_fail(ctx, "want keeltest=exit:N with N in 0-255, got '%s'",
-                         text ? text : "");
+    return scenario_fail(ctx, "want keeltest=exit:N with N in 0-255, got '%s'", text ? text : "");
   KT_LINE("exit %lu", code);
   ctx->exit_code = (int)code;
   return SCENARIO_PASS;
@@ -58,8 +57,8 @@ static int run_e820(struct scenario_ctx* ctx) {
   }
   if (!ram_at_zero) return scenario_fail(ctx, "no RAM entry starts at address 0");
   if (!image_in_ram)
-    return scenario_fail(ctx, "the guest image 0x%lx-0x%lx is not inside one RAM entry",
-                         img_start, img_end);
+    return scenario_fail(ctx, "the guest image 0x%lx-0x%lx is not inside one RAM entry", img_start,
+                         img_end);
   KT_LINE("e820 %d entries ok", b->memmap_count);
   return SCENARIO_PASS;
 }

@@ -13,4 +13,3 @@ static int run_idle(struct scenario_ctx* ctx) {
   sys_halt();
 }
 KEEL_SCENARIO(idle, "idle", run_idle);
-

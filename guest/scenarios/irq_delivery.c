@@ -80,11 +80,12 @@ static int run_irq(struct scenario_ctx* ctx) {
   ioapic_mask(io->addr, pin);
   quiesce(pit);
   if (!fired)
-    return scenario_fail(ctx, "no interrupt on vector 0x%x (src=%s irq=%u gsi=%u ioapic=%u "
+    return scenario_fail(ctx,
+                         "no interrupt on vector 0x%x (src=%s irq=%u gsi=%u ioapic=%u "
                          "pin=%u) within %lu ms; irq_count=%lu",
                          vector, src, irq, gsi, io->id, pin, timeout_ms, irq_count);
-  KT_LINE("irq src=%s irq=%u gsi=%u ioapic=%u pin=%u vector=0x%x fired", src, irq, gsi, io->id,
-          pin, vector);
+  KT_LINE("irq src=%s irq=%u gsi=%u ioapic=%u pin=%u vector=0x%x fired", src, irq, gsi, io->id, pin,
+          vector);
   return SCENARIO_PASS;
 }
 KEEL_SCENARIO(irq, "irq", run_irq);

@@ -46,7 +46,8 @@ static int run_smp(struct scenario_ctx* ctx) {
                            GUEST_MAX_CPUS);
     want[index] = c->apic_id;
     if (smp_start_ap(index, c->apic_id, report_online, deadline) != 0)
-      return scenario_fail(ctx, "cpu %d (apic_id=%u) did not start (no sign of it after "
+      return scenario_fail(ctx,
+                           "cpu %d (apic_id=%u) did not start (no sign of it after "
                            "INIT-SIPI-SIPI within %lu ms)",
                            index, c->apic_id, timeout_ms);
     index++;
@@ -61,7 +62,8 @@ static int run_smp(struct scenario_ctx* ctx) {
                            reported_apic_id[i], want[i]);
   }
   KT_LINE("smp %d/%d cpus online", count, expected);
-  if (count != expected) return scenario_fail(ctx, "only %d of %d cpus came online", count, expected);
+  if (count != expected)
+    return scenario_fail(ctx, "only %d of %d cpus came online", count, expected);
   return SCENARIO_PASS;
 }
 KEEL_SCENARIO(smp, "smp", run_smp);
