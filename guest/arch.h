@@ -21,12 +21,6 @@ static inline uint8_t inb(uint16_t port) {
   __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
   return v;
 }
-// `rep outsb`: KVM turns a string OUT into one exit carrying every byte (kvm_run io.count),
-// instead of one exit per byte.
-static inline void outsb(uint16_t port, const void* buf, size_t n) {
-  __asm__ volatile("rep outsb" : "+S"(buf), "+c"(n) : "d"(port) : "memory");
-}
-
 // A pointer to guest-physical address `addr` (identity-mapped). The empty asm hides the
 // constant from the compiler, which would otherwise warn that e.g. 0x40E points at no
 // object.
