@@ -5,19 +5,26 @@
 
 static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-const char* cmdline_find(const char* cmdline, const char* prefix, size_t* len) {
+const char* cmdline_find_next(const char** cursor, const char* prefix, size_t* len) {
   size_t plen = strlen(prefix);
-  const char* p = cmdline;
+  const char* p = *cursor;
   while (*p) {
     while (is_space(*p)) p++;
     const char* start = p;
     while (*p && !is_space(*p)) p++;
     if ((size_t)(p - start) >= plen && strncmp(start, prefix, plen) == 0) {
       *len = (size_t)(p - start) - plen;
+      *cursor = p;
       return start + plen;
     }
   }
+  *cursor = p;
   return NULL;
+}
+
+const char* cmdline_find(const char* cmdline, const char* prefix, size_t* len) {
+  const char* cursor = cmdline;
+  return cmdline_find_next(&cursor, prefix, len);
 }
 
 // Copies s[0..n) into dst (cap bytes); false if it does not fit.

@@ -10,6 +10,12 @@
 // (e.g. "keeltest="); returns the text after the prefix and its length in *len, or NULL.
 const char* cmdline_find(const char* cmdline, const char* prefix, size_t* len);
 
+// Like cmdline_find, but resumes at *cursor and advances it past the token found, for
+// prefixes that may repeat:
+//   const char* cur = cmdline;
+//   while ((v = cmdline_find_next(&cur, "virtio_mmio.device=", &n))) ...
+const char* cmdline_find_next(const char** cursor, const char* prefix, size_t* len);
+
 #define SCENARIO_NAME_MAX 32
 #define SCENARIO_ARG_MAX 64
 #define SCENARIO_ARGS_MAX 8

@@ -1,6 +1,9 @@
 // Basic scenarios: hello (boot and report), exit:N (exit status plumbing), e820 (the
-// memory map the loader gave), fault (the exception path).
+// memory map the loader gave), svc (the service calls into CPL0), fault (the exception
+// path).
+#include "arch.h"
 #include "guest.h"
+#include "irq.h"
 #include "lib.h"
 #include "printf.h"
 #include "scenario.h"
@@ -63,6 +66,29 @@ static int run_e820(struct scenario_ctx* ctx) {
   return SCENARIO_PASS;
 }
 KEEL_SCENARIO(e820, "e820", run_e820);
+
+// keeltest=svc: each service call that returns (defs.h). RDMSR of EFER must show long
+// mode active; a WRMSR/RDMSR round trip through MSR_KERNEL_GS_BASE (present on every
+// x86-64 CPU, unused by the guest); SYS_WAIT_IRQ with a stale count returns at once.
+//   keeltest: svc efer=0x<v> kernel_gs_base=0x<v>
+#define MSR_EFER 0xC0000080
+#define MSR_KERNEL_GS_BASE 0xC0000102
+#define EFER_LMA (1u << 10)
+static int run_svc(struct scenario_ctx* ctx) {
+  uint64_t efer = sys_rdmsr(MSR_EFER);
+  if (!(efer & EFER_LMA)) return scenario_fail(ctx, "EFER 0x%lx does not show long mode", efer);
+  const uint64_t pattern = 0x00007eedc0ffee00ULL;
+  sys_wrmsr(MSR_KERNEL_GS_BASE, pattern);
+  uint64_t back = sys_rdmsr(MSR_KERNEL_GS_BASE);
+  if (back != pattern)
+    return scenario_fail(ctx, "KERNEL_GS_BASE reads 0x%lx after writing 0x%lx", back, pattern);
+  sys_set_if(1);
+  sys_set_if(0);
+  sys_wait_irq(irq_count + 1);  // not the current count: must not halt
+  KT_LINE("svc efer=0x%lx kernel_gs_base=0x%lx", efer, back);
+  return SCENARIO_PASS;
+}
+KEEL_SCENARIO(svc, "svc", run_svc);
 
 // keeltest=fault: take a page fault on purpose (reads address 0xFFFFFFFF00000000, which
 // the guest does not map) to exercise the exception path. Ends with

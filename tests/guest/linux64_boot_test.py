@@ -180,6 +180,11 @@ class Linux64Boot(unittest.TestCase):
                           "keeltest: e820 0x100000 0x1f00000 1"])
         self.assertIn("keeltest: PASS e820", lines)
 
+    def test_service_calls_reach_cpl0(self):
+        value, lines = boot("keeltest=svc")
+        self.assertEqual(value, 0)
+        self.assertIn("keeltest: PASS svc", lines)
+
     def test_long_banner_arrives_whole(self):
         # A long command line: the banner crosses many 16-byte FIFO bursts.
         cmdline = "keeltest=hello " + " ".join("opt%d=%s" % (i, "x" * 40) for i in range(40))

@@ -84,6 +84,13 @@ class BasicScenarios(unittest.TestCase):
         self.assertEqual(result_lines(lines),
                          ["keeltest: FAIL none: no keeltest=NAME on the command line"])
 
+    def test_service_calls_reach_cpl0(self):
+        status, lines = boot("keeltest=svc")
+        self.assertEqual(status, guest_status(0))
+        self.assertRegex(result_lines(lines)[0],
+                         r"^keeltest: svc efer=0x[0-9a-f]*5[0-9a-f]{2} kernel_gs_base=0x7eedc0ffee00$")
+        self.assertEqual(result_lines(lines)[-1], "keeltest: PASS svc")
+
     def test_fault_is_reported_as_fail(self):
         status, lines = boot("keeltest=fault")
         self.assertEqual(status, guest_status(1))
