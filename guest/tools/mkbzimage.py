@@ -9,6 +9,10 @@ then the protected-mode part: the guest's loadable segments flattened from 1 MiB
 no real-mode setup code (the 16-bit entry just halts), so the image boots only through the
 64-bit entry at load address + 0x200 (XLF_KERNEL_64); QEMU's 16-bit path will not boot it.
 
+No CRC-32 is appended (boot.rst "The Image Checksum"): no loader checks it, and a loader
+copying syssize paragraphs would put its bytes into the guest's BSS, which the guest
+expects to find zeroed.
+
 Before writing, the ELF is checked: ELF64 x86-64 executable, loadable from 1 MiB, a Xen
 PVH note (XEN_ELFNOTE_PHYS32_ENTRY) pointing into the image, and a 64-bit entry at
 +0x200. The build fails with a message naming the problem otherwise.
