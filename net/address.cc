@@ -22,6 +22,10 @@ absl::Status NetlinkSocket::ChangeAddress(bool add, absl::string_view link,
   KEEL_ASSIGN_OR_RETURN(IpPrefix prefix, IpPrefix::Parse(cidr));
   KEEL_ASSIGN_OR_RETURN(int ifindex, IndexOf(link));
   const std::string text = prefix.ToString();
+  if (prefix.IsUnspecified()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "address ", text, " is the unspecified address; give the interface's own address"));
+  }
 
   RtnlAddrPtr addr(rtnl_addr_alloc());
   AddrPtr local(nl_addr_build(prefix.family, prefix.bytes.data(), prefix.address_size()));

@@ -19,12 +19,12 @@
 namespace keel::net {
 
 struct BridgedTapSpec {
-  std::string name;    // the tap to create; must not exist yet
-  std::string bridge;  // an existing bridge in `nl`'s namespace
-  uint32_t mtu = 0;    // 0: the kernel default (1500); usually the bridge's MTU
+  std::string name{};    // the tap to create; must not exist yet
+  std::string bridge{};  // an existing bridge in `nl`'s namespace
+  uint32_t mtu = 0;      // 0: the kernel default (1500); usually the bridge's MTU
   // Queues, vnet header size, offloads, owner/group and the host-side MAC. `persistent` is
   // ignored: the tap is always persistent, so it outlives the agent's fds.
-  TapOptions tap;
+  TapOptions tap{};
 };
 
 // Creates the persistent tap `spec.name` (in the calling thread's namespace, which must be

@@ -50,6 +50,13 @@ absl::StatusOr<IpPrefix> IpPrefix::Parse(absl::string_view text) {
 
 size_t IpPrefix::address_size() const { return family == AF_INET ? 4 : 16; }
 
+bool IpPrefix::IsUnspecified() const {
+  for (size_t i = 0; i < address_size(); ++i) {
+    if (bytes[i] != 0) return false;
+  }
+  return true;
+}
+
 std::string IpPrefix::ToString() const {
   char buf[INET6_ADDRSTRLEN] = {};
   if (inet_ntop(family, bytes.data(), buf, sizeof(buf)) == nullptr) return "<invalid>";

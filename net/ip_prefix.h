@@ -23,6 +23,8 @@ struct IpPrefix {
 
   // Address length in bytes: 4 or 16.
   size_t address_size() const;
+  // 0.0.0.0 or ::, which no interface can have.
+  bool IsUnspecified() const;
   // Canonical text, always with the length ("10.0.0.1/32", "fd00::1/64").
   std::string ToString() const;
 

@@ -169,7 +169,11 @@ absl::Status NetlinkSocket::Failure(int nl_err, absl::string_view action) const 
   }
   std::string detail = err != 0 ? ErrnoDescription(err) : nl_geterror(nl_err);
   if (!last_->message.empty()) absl::StrAppend(&detail, " (kernel: ", last_->message, ")");
-  const absl::StatusCode code = err != 0 ? ErrnoToStatusCode(err) : absl::StatusCode::kInternal;
+  absl::StatusCode code = err != 0 ? ErrnoToStatusCode(err) : absl::StatusCode::kInternal;
+  // The kernel refusing a request (ELOOP for a bridge inside a bridge, ...) is a state problem
+  // the caller can fix, not an internal error; a bad fd passed in is the caller's argument.
+  if (err == EBADF) code = absl::StatusCode::kInvalidArgument;
+  if (err != 0 && code == absl::StatusCode::kInternal) code = absl::StatusCode::kFailedPrecondition;
   return absl::Status(code, absl::StrCat(action, " failed: ", detail));
 }
 

@@ -57,32 +57,32 @@ const char* OperStateName(OperState state);
 // A snapshot of one link, as the kernel reported it.
 struct LinkInfo {
   int ifindex = 0;
-  std::string name;
+  std::string name{};
   // IFLA_INFO_KIND: "bridge", "veth", "tun" (taps too), "dummy", ...; empty for loopback and
   // physical NICs.
-  std::string kind;
+  std::string kind{};
   uint32_t mtu = 0;
   // The link-layer address when it is an Ethernet one (absent for L3 tun devices).
-  std::optional<MacAddress> mac;
+  std::optional<MacAddress> mac{};
   bool up = false;        // administratively up (IFF_UP)
   bool lower_up = false;  // carrier present (IFF_LOWER_UP)
   OperState operstate = OperState::kUnknown;
-  int master_ifindex = 0;   // the bridge this link is a port of; 0 if none
-  std::string master_name;  // its name; empty if none
+  int master_ifindex = 0;     // the bridge this link is a port of; 0 if none
+  std::string master_name{};  // its name; empty if none
 };
 
 struct BridgeSpec {
-  std::string name;
-  uint32_t mtu = 0;               // 0: kernel default (1500)
-  std::optional<MacAddress> mac;  // absent: kernel-chosen random address
+  std::string name{};
+  uint32_t mtu = 0;                 // 0: kernel default (1500)
+  std::optional<MacAddress> mac{};  // absent: kernel-chosen random address
 };
 
 struct VethSpec {
-  std::string name;
-  std::string peer_name;
+  std::string name{};
+  std::string peer_name{};
   uint32_t mtu = 0;  // both ends; 0: kernel default
   // Where the peer end is created; absent: this socket's namespace.
-  std::optional<NetnsRef> peer_netns;
+  std::optional<NetnsRef> peer_netns{};
 };
 
 class NetlinkSocket {

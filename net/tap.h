@@ -47,15 +47,15 @@ struct TapOptions {
   bool persistent = false;
   // Let this user / group open the tap later without CAP_NET_ADMIN (TUNSETOWNER/TUNSETGROUP),
   // e.g. an unprivileged VMM reopening it by name. Create() only.
-  std::optional<uid_t> owner;
-  std::optional<gid_t> group;
+  std::optional<uid_t> owner{};
+  std::optional<gid_t> group{};
   // The host-side MAC of the tap device (not the guest's MAC). Absent: kernel-chosen.
-  std::optional<MacAddress> mac;
+  std::optional<MacAddress> mac{};
 };
 
 // What the kernel reports about a tap fd (TUNGETIFF, TUNGETVNETHDRSZ).
 struct TapState {
-  std::string name;
+  std::string name{};
   bool tap = false;          // IFF_TAP (an Ethernet device) rather than IFF_TUN
   bool vnet_hdr = false;     // IFF_VNET_HDR
   bool multi_queue = false;  // IFF_MULTI_QUEUE
