@@ -1,6 +1,7 @@
 // NetlinkSocket against the real kernel, inside the test process's private network namespace.
 #include "net/netlink.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "gmock/gmock.h"
@@ -96,6 +97,7 @@ TEST_F(NetlinkTest, MissingLinkIsNotFoundByName) {
   EXPECT_TRUE(absl::IsNotFound(up)) << up;
   EXPECT_FALSE(*nl_->LinkExists("kbr9"));
   EXPECT_TRUE(absl::IsNotFound(nl_->GetLinkByIndex(99999).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(nl_->GetLinkByIndex(0).status()));
 }
 
 TEST_F(NetlinkTest, InvalidNamesNeverReachTheKernel) {
@@ -165,6 +167,18 @@ TEST_F(NetlinkTest, EnslavingToANonBridgeFails) {
   EXPECT_TRUE(absl::IsNotFound(to_missing)) << to_missing;
 }
 
+TEST_F(NetlinkTest, KernelRefusalCarriesTheKernelsReason) {
+  ASSERT_TRUE(nl_->CreateBridge({.name = "kbr0"}).ok());
+  ASSERT_TRUE(nl_->CreateBridge({.name = "kbr1"}).ok());
+
+  absl::Status status = nl_->Enslave("kbr1", "kbr0");
+
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_THAT(status.message(), HasSubstr("adding kbr1 to bridge kbr0 failed"));
+  EXPECT_THAT(status.message(), HasSubstr("(kernel: "));
+  EXPECT_EQ(nl_->GetLink("kbr1")->master_ifindex, 0);
+}
+
 TEST_F(NetlinkTest, MissingPortIsNotFound) {
   ASSERT_TRUE(nl_->CreateBridge({.name = "kbr0"}).ok());
 
@@ -212,6 +226,24 @@ TEST_F(NetlinkTest, LinkMovesToAnotherNamespaceAndBackByPid) {
   EXPECT_TRUE(moved_out);
   EXPECT_TRUE(*nl_->LinkExists("kv1"));
   EXPECT_FALSE(*inside->LinkExists("kv1"));
+}
+
+TEST_F(NetlinkTest, FdsThatAreNotNamespacesAreRejected) {
+  ASSERT_TRUE(nl_->CreateVeth({.name = "kv0", .peer_name = "kv1"}).ok());
+  const ScopedFd not_a_netns(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(not_a_netns.valid());
+
+  absl::StatusOr<NetlinkSocket> inside = NetlinkSocket::OpenInNetns(not_a_netns.get());
+  absl::Status moved = nl_->MoveToNetns("kv1", NetnsRef::Fd(not_a_netns.get()));
+  absl::Status created = nl_->CreateVeth(
+      {.name = "kv2", .peer_name = "kv3", .peer_netns = NetnsRef::Fd(not_a_netns.get())});
+
+  EXPECT_FALSE(inside.ok());
+  EXPECT_FALSE(moved.ok());
+  EXPECT_THAT(moved.message(), HasSubstr("moving kv1 to netns fd"));
+  EXPECT_FALSE(created.ok());
+  EXPECT_TRUE(*nl_->LinkExists("kv1"));
+  EXPECT_FALSE(*nl_->LinkExists("kv2"));
 }
 
 TEST_F(NetlinkTest, MovingOntoATakenNameIsAlreadyExists) {
@@ -295,6 +327,7 @@ TEST_F(NetlinkTest, AddressErrorsSayWhatIsWrong) {
   absl::Status absent6 = nl_->RemoveAddress("kbr0", "fd00::2/64");
   absl::Status malformed = nl_->AddAddress("kbr0", "10.0.0.300/24");
   absl::Status no_link = nl_->AddAddress("kbr9", "10.0.0.1/24");
+  absl::Status unspecified = nl_->AddAddress("kbr0", "::/0");
 
   EXPECT_TRUE(absl::IsAlreadyExists(duplicate)) << duplicate;
   EXPECT_EQ(duplicate.message(), "address 10.0.0.1/24 is already on kbr0");
@@ -303,6 +336,8 @@ TEST_F(NetlinkTest, AddressErrorsSayWhatIsWrong) {
   EXPECT_TRUE(absl::IsNotFound(absent6)) << absent6;
   EXPECT_TRUE(absl::IsInvalidArgument(malformed)) << malformed;
   EXPECT_TRUE(absl::IsNotFound(no_link)) << no_link;
+  EXPECT_TRUE(absl::IsInvalidArgument(unspecified)) << unspecified;
+  EXPECT_THAT(unspecified.message(), HasSubstr("unspecified address"));
 }
 
 }  // namespace
