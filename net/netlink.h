@@ -13,7 +13,11 @@
 //   NotFound          "network interface kbr9 does not exist in this network namespace"
 //   PermissionDenied  "creating bridge kbr0 needs CAP_NET_ADMIN (run keeld as root)"
 //   InvalidArgument   bad names/addresses, rejected before the kernel is asked
+//   FailedPrecondition the kernel refused in this state ("adding kbr1 to bridge kbr0 failed: ...
+//                     (kernel: Can not enslave a bridge to a bridge)")
 // Kernel messages (netlink extended ACK) are appended when the kernel gives one.
+//
+// A moved-from NetlinkSocket may only be destroyed or assigned to.
 //
 // Example:
 //   KEEL_ASSIGN_OR_RETURN(NetlinkSocket nl, NetlinkSocket::Open());

@@ -100,10 +100,11 @@ absl::StatusOr<std::string> Attach(int fd, absl::string_view name, short flags, 
 
 // Applies the device-wide settings shared by Create() and Open().
 absl::Status Configure(int fd, const TapOptions& options) {
-  if (options.vnet_hdr_size != 0)
-    KEEL_RETURN_IF_ERROR(SetTapVnetHdrSize(fd, options.vnet_hdr_size));
-  if (options.vnet_hdr_size != 0) KEEL_RETURN_IF_ERROR(SetTapOffloads(fd, options.offloads));
-  return absl::OkStatus();
+  // Without IFF_VNET_HDR there is no header to size and no way to describe offloaded frames
+  // (CheckOptions refuses offloads then).
+  if (options.vnet_hdr_size == 0) return absl::OkStatus();
+  KEEL_RETURN_IF_ERROR(SetTapVnetHdrSize(fd, options.vnet_hdr_size));
+  return SetTapOffloads(fd, options.offloads);
 }
 
 }  // namespace
