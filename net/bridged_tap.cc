@@ -18,7 +18,7 @@ void Discard(NetlinkSocket& nl, Tap& tap) {
   if (unpersist.ok()) return;
   const absl::Status deleted = nl.DeleteLink(name);
   if (!deleted.ok() && !absl::IsNotFound(deleted)) {
-    KEEL_LOG(Error) << "rolling back tap " << name << " failed, it is left behind: " << deleted;
+    KEEL_LOG(ERROR) << "rolling back tap " << name << " failed, it is left behind: " << deleted;
   }
 }
 
