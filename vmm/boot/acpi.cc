@@ -166,10 +166,10 @@ uint8_t Checksum(const uint8_t* bytes, size_t len) {
 std::vector<uint8_t> BuildDsdt(const PlatformConfig& config) {
   std::vector<aml::Bytes> devices;
   devices.push_back(aml::Device(
-      "COM1",
-      {aml::Name("_HID", aml::EisaId(kSerialHid)), aml::Name("_UID", aml::Integer(0)),
-       aml::Name("_CRS", aml::ResourceTemplate({aml::Io(kCom1Port, kCom1Port, 0, kCom1PortCount),
-                                                aml::IrqNoFlags(layout::kSerialIrq)}))}));
+      "COM1", {aml::Name("_HID", aml::EisaId(kSerialHid)), aml::Name("_UID", aml::Integer(0)),
+               aml::Name("_CRS", aml::ResourceTemplate({aml::Io(kDsdtSerialPort, kDsdtSerialPort, 0,
+                                                                kDsdtSerialPortCount),
+                                                        aml::IrqNoFlags(layout::kSerialIrq)}))}));
   for (size_t i = 0; i < config.virtio_devices.size(); ++i) {
     const MmioDeviceInfo& d = config.virtio_devices[i];
     // Exclusive, edge-triggered, active-high: how Keel raises virtio interrupts (irqfd).
@@ -191,9 +191,9 @@ std::vector<uint8_t> BuildDsdt(const PlatformConfig& config) {
 
 absl::StatusOr<std::vector<uint8_t>> BuildTables(const PlatformConfig& config, uint64_t base_gpa,
                                                  uint64_t max_bytes) {
-  if (config.vcpus < 1 || config.vcpus > kMaxVcpus) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%d vCPUs requested; Keel supports 1 to %d", config.vcpus, kMaxVcpus));
+  if (config.vcpus < 1 || config.vcpus > kMaxPlatformVcpus) {
+    return absl::InvalidArgumentError(absl::StrFormat("%d vCPUs requested; Keel supports 1 to %d",
+                                                      config.vcpus, kMaxPlatformVcpus));
   }
   Arena arena(base_gpa);
   arena.Place(std::vector<uint8_t>(sizeof(Rsdp)));  // filled in last

@@ -35,9 +35,19 @@ absl::Status BzError(const ImageReader& image, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(KernelName(image), " ", problem));
 }
 
-// The parts of the image the loader uses, validated.
+// The setup-header fields the loader uses, copied out of the packed header once (so they can
+// be bound to references, e.g. by StrFormat), plus what Keel derives from them.
 struct Image {
-  SetupHeader hdr;
+  uint16_t version;
+  uint16_t jump;
+  uint8_t setup_sects;
+  uint32_t syssize;
+  bool relocatable;
+  uint32_t kernel_alignment;
+  uint64_t pref_address;
+  uint32_t init_size;
+  uint32_t cmdline_size;
+  uint32_t initrd_addr_max;
   uint64_t header_end;  // 0x202 + the jump's offset byte: where the setup header ends
   uint64_t setup_size;  // real-mode code: (setup_sects + 1) sectors, skipped
   uint64_t pm_size;     // protected-mode kernel: syssize * 16 bytes after the setup code
@@ -49,16 +59,25 @@ absl::StatusOr<Image> ParseImage(const ImageReader& image) {
                                           "setup header",
                                           image.size()));
   }
-  Image img;
-  KEEL_ASSIGN_OR_RETURN(img.hdr, ReadObjAt<SetupHeader>(image, kSetupHeaderOffset));
-  const SetupHeader& h = img.hdr;
+  KEEL_ASSIGN_OR_RETURN(const SetupHeader h, ReadObjAt<SetupHeader>(image, kSetupHeaderOffset));
   if (h.boot_flag != kBootFlagMagic || h.header != kHdrSMagic) {
     return BzError(image, "is not a bzImage (no 0xAA55 boot flag and HdrS header)");
   }
-  if (h.version < kMinProtocol) {
+  Image img;
+  img.version = h.version;
+  img.jump = h.jump;
+  img.setup_sects = h.setup_sects;
+  img.syssize = h.syssize;
+  img.relocatable = h.relocatable_kernel != 0;
+  img.kernel_alignment = h.kernel_alignment;
+  img.pref_address = h.pref_address;
+  img.init_size = h.init_size;
+  img.cmdline_size = h.cmdline_size;
+  img.initrd_addr_max = h.initrd_addr_max;
+  if (img.version < kMinProtocol) {
     return BzError(image, absl::StrFormat("uses boot protocol %u.%02u; Keel needs 2.12 or newer "
                                           "(Linux 3.8+)",
-                                          h.version >> 8, h.version & 0xff));
+                                          img.version >> 8, img.version & 0xff));
   }
   if ((h.loadflags & kLoadedHigh) == 0) {
     return BzError(image, "is a zImage (LOADED_HIGH clear); Keel boots bzImages only");
@@ -67,28 +86,28 @@ absl::StatusOr<Image> ParseImage(const ImageReader& image) {
     return BzError(image, "has no 64-bit entry point (XLF_KERNEL_64); boot a 64-bit kernel");
   }
   // boot.rst "jump": 0xEB, then the header length as an offset relative to 0x202.
-  img.header_end = 0x202 + (h.jump >> 8);
-  if ((h.jump & 0xff) != 0xeb || img.header_end < kMinHeaderEnd) {
+  img.header_end = 0x202 + (img.jump >> 8);
+  if ((img.jump & 0xff) != 0xeb || img.header_end < kMinHeaderEnd) {
     return BzError(image, absl::StrFormat("has a setup header ending at %#x (jump %#06x); "
                                           "protocol 2.12 headers reach at least %#x",
-                                          img.header_end, h.jump, kMinHeaderEnd));
+                                          img.header_end, img.jump, kMinHeaderEnd));
   }
-  const uint64_t setup_sects = h.setup_sects == 0 ? kDefaultSetupSects : h.setup_sects;
+  const uint64_t setup_sects = img.setup_sects == 0 ? kDefaultSetupSects : img.setup_sects;
   img.setup_size = (setup_sects + 1) * kSectorSize;
   if (img.setup_size >= image.size()) {
     return BzError(image, absl::StrFormat("has setup_sects %u (%u bytes of setup code) but the "
                                           "whole image is %u bytes; is it truncated?",
-                                          h.setup_sects, img.setup_size, image.size()));
+                                          img.setup_sects, img.setup_size, image.size()));
   }
-  img.pm_size = uint64_t{h.syssize} * 16;
+  img.pm_size = uint64_t{img.syssize} * 16;
   const uint64_t available = image.size() - img.setup_size;
   if (img.pm_size <= kEntry64Offset || img.pm_size > available) {
     return BzError(image, absl::StrFormat("has syssize %u (%u bytes of kernel) but %u bytes "
                                           "follow the setup code; is it truncated?",
-                                          h.syssize, img.pm_size, available));
+                                          img.syssize, img.pm_size, available));
   }
-  if (h.relocatable_kernel != 0) {
-    const uint32_t a = h.kernel_alignment;
+  if (img.relocatable) {
+    const uint32_t a = img.kernel_alignment;
     if (a < boot_internal::kPageSize || a > kMaxKernelAlignment || (a & (a - 1)) != 0) {
       return BzError(image, absl::StrFormat("has kernel_alignment %#x; expected a power of two "
                                             "between 4 KiB and 1 GiB",
@@ -107,12 +126,11 @@ struct Footprint {
 };
 
 std::optional<Footprint> FootprintAt(const Image& img, uint64_t load) {
-  uint64_t runtime = img.hdr.pref_address;
-  if (img.hdr.relocatable_kernel != 0 &&
-      !boot_internal::AlignUp(load, img.hdr.kernel_alignment, &runtime)) {
+  uint64_t runtime = img.pref_address;
+  if (img.relocatable && !boot_internal::AlignUp(load, img.kernel_alignment, &runtime)) {
     return std::nullopt;
   }
-  const uint64_t need = std::max<uint64_t>(img.hdr.init_size, img.pm_size);
+  const uint64_t need = std::max<uint64_t>(img.init_size, img.pm_size);
   if (load > UINT64_MAX - img.pm_size || runtime > UINT64_MAX - need) return std::nullopt;
   return Footprint{std::min(load, runtime), std::max(load + img.pm_size, runtime + need)};
 }
@@ -125,22 +143,26 @@ bool Fits(const GuestMemory& mem, const Footprint& f, uint64_t low_end) {
 // Picks the load address: pref_address for a relocatable kernel if it fits, else 1 MiB.
 absl::StatusOr<uint64_t> ChooseLoadAddress(const ImageReader& image, const GuestMemory& mem,
                                            const Image& img, uint64_t low_end) {
-  if (img.hdr.relocatable_kernel != 0 && img.hdr.pref_address >= layout::kHighMemStart) {
-    std::optional<Footprint> f = FootprintAt(img, img.hdr.pref_address);
-    if (f && Fits(mem, *f, low_end)) return img.hdr.pref_address;
+  if (img.relocatable && img.pref_address >= layout::kHighMemStart) {
+    std::optional<Footprint> f = FootprintAt(img, img.pref_address);
+    if (f && Fits(mem, *f, low_end)) return img.pref_address;
   }
   std::optional<Footprint> f = FootprintAt(img, layout::kHighMemStart);
-  if (f && Fits(mem, *f, low_end)) return layout::kHighMemStart;
-  if (f && f->start < layout::kHighMemStart) {
+  if (!f) {
+    return BzError(image, absl::StrFormat("has pref_address %#x and init_size %#x beyond the "
+                                          "64-bit address space",
+                                          img.pref_address, img.init_size));
+  }
+  if (Fits(mem, *f, low_end)) return layout::kHighMemStart;
+  if (f->start < layout::kHighMemStart) {
     return BzError(image, absl::StrFormat("runs at pref_address %#x, below 1 MiB where Keel "
                                           "keeps the boot structures",
-                                          img.hdr.pref_address));
+                                          img.pref_address));
   }
   return absl::ResourceExhaustedError(absl::StrFormat(
       "%s needs RAM up to %#x (its init_size working area is %u MiB) but the VM has %u MiB of "
       "RAM below the MMIO gap; give the VM more memory",
-      KernelName(image), f ? f->end : UINT64_MAX, img.hdr.init_size / layout::kMiB,
-      low_end / layout::kMiB));
+      KernelName(image), f->end, img.init_size / layout::kMiB, low_end / layout::kMiB));
 }
 
 absl::Status WriteZeroPage(const GuestMemory& mem, const ImageReader& image, const Image& img,
@@ -193,14 +215,14 @@ absl::StatusOr<BootEntry> LoadBzImage(const GuestMemory& mem, const BootConfig& 
   const ImageReader& image = *config.kernel;
   KEEL_ASSIGN_OR_RETURN(Image img, ParseImage(image));
   // cmdline_size: the most characters the kernel keeps, without the NUL (boot.rst).
-  KEEL_RETURN_IF_ERROR(boot_internal::WriteCmdline(mem, config.cmdline, img.hdr.cmdline_size));
+  KEEL_RETURN_IF_ERROR(boot_internal::WriteCmdline(mem, config.cmdline, img.cmdline_size));
   const uint64_t low_end = std::min(mem.low_ram_end(), layout::kMmioGapStart);
   KEEL_ASSIGN_OR_RETURN(uint64_t load, ChooseLoadAddress(image, mem, img, low_end));
   const Footprint footprint = *FootprintAt(img, load);  // ChooseLoadAddress computed it
   KEEL_RETURN_IF_ERROR(ReadIntoGuest(image, img.setup_size, img.pm_size, mem, load));
 
   // initrd_addr_max is the highest byte the initrd may occupy.
-  const uint64_t initrd_limit = std::min(low_end, uint64_t{img.hdr.initrd_addr_max} + 1);
+  const uint64_t initrd_limit = std::min(low_end, uint64_t{img.initrd_addr_max} + 1);
   KEEL_ASSIGN_OR_RETURN(auto initrd,
                         boot_internal::LoadInitrd(mem, config.initrd, footprint.end, initrd_limit));
   KEEL_RETURN_IF_ERROR(WriteZeroPage(mem, image, img, config, load, initrd));

@@ -35,9 +35,9 @@ absl::Status CheckDevice(const MmioDeviceInfo& d, size_t index) {
 }  // namespace
 
 absl::Status ValidatePlatformConfig(const PlatformConfig& config) {
-  if (config.vcpus < 1 || config.vcpus > kMaxVcpus) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("%d vCPUs requested; Keel supports 1 to %d", config.vcpus, kMaxVcpus));
+  if (config.vcpus < 1 || config.vcpus > kMaxPlatformVcpus) {
+    return absl::InvalidArgumentError(absl::StrFormat("%d vCPUs requested; Keel supports 1 to %d",
+                                                      config.vcpus, kMaxPlatformVcpus));
   }
   const auto& devs = config.virtio_devices;
   for (size_t i = 0; i < devs.size(); ++i) {

@@ -43,7 +43,7 @@ struct PlatformConfig {
   std::vector<MmioDeviceInfo> virtio_devices;
 };
 
-inline constexpr int kMaxVcpus = 4096;
+inline constexpr int kMaxPlatformVcpus = 4096;
 // The MP table can only describe 8-bit APIC ids below the broadcast id 0xFF, one of which
 // the IOAPIC takes: with more vCPUs there is no MP table (ACPI's MADT still lists them all).
 inline constexpr int kMaxMpTableVcpus = 254;
@@ -66,8 +66,8 @@ constexpr bool IsAcpiPowerOffRequest(uint8_t value) {
 }
 
 // The legacy COM1 port the DSDT describes (the VMM's 8250 UART).
-inline constexpr uint16_t kCom1Port = 0x3f8;
-inline constexpr uint8_t kCom1PortCount = 8;
+inline constexpr uint16_t kDsdtSerialPort = 0x3f8;
+inline constexpr uint8_t kDsdtSerialPortCount = 8;
 
 struct PlatformInfo {
   uint64_t acpi_rsdp_gpa = 0;  // pass to BootConfig::acpi_rsdp_gpa
@@ -87,8 +87,9 @@ absl::StatusOr<PlatformInfo> WritePlatformTables(const GuestMemory& mem,
 
 // The kernel command-line fragment announcing the devices to Linux's virtio_mmio driver
 // ("virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=..."), for kernels without ACPI.
-// A Linux kernel that also reads the DSDT finds each device twice; the second probe fails
-// harmlessly with -EBUSY, so prefer passing this only to guests booted without ACPI.
+// A Linux kernel that also reads the DSDT is then told about each device twice, and the
+// second registration cannot claim the already-claimed MMIO window (expect a failed-probe
+// message); pass this only to guests that do not use the ACPI tables.
 std::string VirtioMmioCmdline(const std::vector<MmioDeviceInfo>& devices);
 
 }  // namespace keel::vmm

@@ -26,6 +26,9 @@ using boot_internal::KernelName;
 constexpr uint16_t kMaxProgramHeaders = 128;
 constexpr uint16_t kMaxSectionHeaders = 1024;
 constexpr uint64_t kMaxNoteBytes = 64 * 1024;
+// Total note bytes scanned per image, so many section headers naming the same large note
+// area cannot make loading slow.
+constexpr uint64_t kMaxNoteBytesTotal = 1024 * 1024;
 
 absl::Status ElfError(const ImageReader& image, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(KernelName(image), " ", problem));
@@ -80,13 +83,20 @@ absl::StatusOr<std::vector<T>> ReadTable(const ImageReader& image, uint64_t offs
 }
 
 // Scans one note area (ELF gABI "Note Section") for ("Xen", XEN_ELFNOTE_PHYS32_ENTRY).
-// Returns nullopt if the area holds well-formed notes but not that one.
+// Returns nullopt if the area holds well-formed notes but not that one. `budget` is what
+// remains of kMaxNoteBytesTotal; the area's size is taken from it.
 absl::StatusOr<std::optional<uint32_t>> FindEntryNote(const ImageReader& image, uint64_t offset,
-                                                      uint64_t size, uint64_t align) {
+                                                      uint64_t size, uint64_t align,
+                                                      uint64_t* budget) {
   if (size > kMaxNoteBytes) {
     return ElfError(image, absl::StrFormat("has a %u-byte note area; Keel reads at most %u", size,
                                            kMaxNoteBytes));
   }
+  if (size > *budget) {
+    return ElfError(image,
+                    absl::StrFormat("has more than %u bytes of ELF notes", kMaxNoteBytesTotal));
+  }
+  *budget -= size;
   std::vector<uint8_t> notes(size);
   KEEL_RETURN_IF_ERROR(CheckImageRange(image, offset, size));
   KEEL_RETURN_IF_ERROR(image.ReadAt(offset, std::span(notes)));
@@ -128,10 +138,11 @@ absl::StatusOr<std::optional<uint32_t>> FindEntryNote(const ImageReader& image, 
 
 absl::StatusOr<uint32_t> FindPvhEntry(const ImageReader& image, const Elf64_Ehdr& eh,
                                       const std::vector<Elf64_Phdr>& phdrs) {
+  uint64_t budget = kMaxNoteBytesTotal;
   for (const Elf64_Phdr& ph : phdrs) {
     if (ph.p_type != PT_NOTE) continue;
     KEEL_ASSIGN_OR_RETURN(std::optional<uint32_t> entry,
-                          FindEntryNote(image, ph.p_offset, ph.p_filesz, ph.p_align));
+                          FindEntryNote(image, ph.p_offset, ph.p_filesz, ph.p_align, &budget));
     if (entry) return *entry;
   }
   // No PT_NOTE carries it: look at SHT_NOTE sections, as some linkers emit notes only there.
@@ -145,8 +156,9 @@ absl::StatusOr<uint32_t> FindPvhEntry(const ImageReader& image, const Elf64_Ehdr
     KEEL_ASSIGN_OR_RETURN(auto shdrs, ReadTable<Elf64_Shdr>(image, eh.e_shoff, eh.e_shnum));
     for (const Elf64_Shdr& sh : shdrs) {
       if (sh.sh_type != SHT_NOTE) continue;
-      KEEL_ASSIGN_OR_RETURN(std::optional<uint32_t> entry,
-                            FindEntryNote(image, sh.sh_offset, sh.sh_size, sh.sh_addralign));
+      KEEL_ASSIGN_OR_RETURN(
+          std::optional<uint32_t> entry,
+          FindEntryNote(image, sh.sh_offset, sh.sh_size, sh.sh_addralign, &budget));
       if (entry) return *entry;
     }
   }

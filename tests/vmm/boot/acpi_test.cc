@@ -21,6 +21,7 @@
 namespace keel::vmm::acpi {
 namespace {
 
+using testing::Val;
 using testing::WithVcpus;
 
 using ::testing::HasSubstr;
@@ -71,8 +72,8 @@ TEST_F(AcpiTest, RsdpPointsToAChecksummedXsdt) {
   const Rsdp rsdp = Write(kTwoDevices);
 
   EXPECT_EQ(std::string(rsdp.signature, 8), "RSD PTR ");
-  EXPECT_EQ(rsdp.revision, 2);
-  EXPECT_EQ(rsdp.length, 36u);
+  EXPECT_EQ(Val(rsdp.revision), 2);
+  EXPECT_EQ(Val(rsdp.length), 36u);
   EXPECT_EQ(Checksum(reinterpret_cast<const uint8_t*>(&rsdp), 20), 0);
   EXPECT_EQ(Checksum(reinterpret_cast<const uint8_t*>(&rsdp), 36), 0);
   const std::vector<uint8_t> xsdt = Table(rsdp.xsdt_address);
@@ -101,18 +102,18 @@ TEST_F(AcpiTest, FadtIsHardwareReducedWithResetAndSleepRegisters) {
   const Fadt fadt = Read<Fadt>(XsdtEntries(rsdp)[0]);
 
   EXPECT_EQ(std::string(fadt.header.signature, 4), "FACP");
-  EXPECT_EQ(fadt.header.length, 276u);
-  EXPECT_EQ(fadt.header.revision, 6);
+  EXPECT_EQ(Val(fadt.header.length), 276u);
+  EXPECT_EQ(Val(fadt.header.revision), 6);
   EXPECT_NE(fadt.flags & kFadtHwReducedAcpi, 0u);
   EXPECT_NE(fadt.flags & kFadtResetRegSupported, 0u);
-  EXPECT_EQ(fadt.reset_reg.space_id, 1);
-  EXPECT_EQ(fadt.reset_reg.address, 0x64u);
-  EXPECT_EQ(fadt.reset_value, 0xfe);
-  EXPECT_EQ(fadt.sleep_control_reg.space_id, 1);
-  EXPECT_EQ(fadt.sleep_control_reg.bit_width, 8);
-  EXPECT_EQ(fadt.sleep_control_reg.address, kAcpiSleepControlPort);
-  EXPECT_EQ(fadt.sleep_status_reg.address, kAcpiSleepStatusPort);
-  EXPECT_EQ(fadt.dsdt, fadt.x_dsdt);
+  EXPECT_EQ(Val(fadt.reset_reg.space_id), 1);
+  EXPECT_EQ(Val(fadt.reset_reg.address), 0x64u);
+  EXPECT_EQ(Val(fadt.reset_value), 0xfe);
+  EXPECT_EQ(Val(fadt.sleep_control_reg.space_id), 1);
+  EXPECT_EQ(Val(fadt.sleep_control_reg.bit_width), 8);
+  EXPECT_EQ(Val(fadt.sleep_control_reg.address), kAcpiSleepControlPort);
+  EXPECT_EQ(Val(fadt.sleep_status_reg.address), kAcpiSleepStatusPort);
+  EXPECT_EQ(Val(fadt.dsdt), Val(fadt.x_dsdt));
 }
 
 TEST_F(AcpiTest, DsdtDescribesSerialVirtioDevicesAndS5) {
@@ -146,8 +147,8 @@ TEST_P(MadtTest, HasOneProcessorEntryPerVcpu) {
   auto counts = MadtCounts(madt_gpa);
 
   EXPECT_EQ(std::string(madt.header.signature, 4), "APIC");
-  EXPECT_EQ(madt.local_apic_address, layout::kLapicAddr);
-  EXPECT_EQ(madt.flags, 1u);
+  EXPECT_EQ(Val(madt.local_apic_address), layout::kLapicAddr);
+  EXPECT_EQ(Val(madt.flags), 1u);
   EXPECT_EQ(counts[kMadtLocalApic], std::min(vcpus, 255));
   EXPECT_EQ(counts[kMadtLocalX2Apic], std::max(vcpus - 255, 0));
   EXPECT_EQ(counts[kMadtIoApic], 1);
@@ -155,7 +156,7 @@ TEST_P(MadtTest, HasOneProcessorEntryPerVcpu) {
   EXPECT_EQ(counts[kMadtLocalApicNmi], 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(Vcpus, MadtTest, ::testing::Values(1, 4, 255, 300, kMaxVcpus));
+INSTANTIATE_TEST_SUITE_P(Vcpus, MadtTest, ::testing::Values(1, 4, 255, 300, kMaxPlatformVcpus));
 
 TEST_F(AcpiTest, MadtOverridesIsaIrq0ToGsi2) {
   const Rsdp rsdp = Write(WithVcpus(1));
@@ -165,11 +166,11 @@ TEST_F(AcpiTest, MadtOverridesIsaIrq0ToGsi2) {
   const auto ioapic = Read<MadtIoApic>(madt + sizeof(MadtHeader) + 8);
   const auto iso = Read<MadtInterruptOverride>(madt + sizeof(MadtHeader) + 8 + 12);
 
-  EXPECT_EQ(ioapic.address, layout::kIoapicAddr);
-  EXPECT_EQ(ioapic.gsi_base, 0u);
-  EXPECT_EQ(iso.type, kMadtInterruptOverride);
-  EXPECT_EQ(iso.source, 0);
-  EXPECT_EQ(iso.gsi, 2u);
+  EXPECT_EQ(Val(ioapic.address), layout::kIoapicAddr);
+  EXPECT_EQ(Val(ioapic.gsi_base), 0u);
+  EXPECT_EQ(Val(iso.type), kMadtInterruptOverride);
+  EXPECT_EQ(Val(iso.source), 0);
+  EXPECT_EQ(Val(iso.gsi), 2u);
 }
 
 TEST(AcpiBuildTest, FailsClearlyWhenTheTablesDoNotFit) {

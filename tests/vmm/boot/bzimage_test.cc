@@ -22,6 +22,7 @@ using testing::BzImageSpec;
 using ::testing::HasSubstr;
 using testing::Image;
 using testing::Patch;
+using testing::Val;
 
 #define HDR(field) (kSetupHeaderOffset + offsetof(SetupHeader, field))
 
@@ -84,25 +85,25 @@ TEST_F(BzImageTest, BuildsTheZeroPage) {
   ASSERT_TRUE(entry.ok()) << entry.status();
   const auto bp = Read<BootParams>(layout::kZeroPage);
   // Copied from the image.
-  EXPECT_EQ(bp.hdr.boot_flag, 0xaa55);
-  EXPECT_EQ(bp.hdr.header, 0x53726448u);
-  EXPECT_EQ(bp.hdr.version, spec.version);
-  EXPECT_EQ(bp.hdr.init_size, spec.init_size);
-  EXPECT_EQ(bp.hdr.kernel_alignment, spec.kernel_alignment);
-  EXPECT_EQ(bp.hdr.handover_offset, 0x190u);
+  EXPECT_EQ(Val(bp.hdr.boot_flag), 0xaa55);
+  EXPECT_EQ(Val(bp.hdr.header), 0x53726448u);
+  EXPECT_EQ(Val(bp.hdr.version), spec.version);
+  EXPECT_EQ(Val(bp.hdr.init_size), spec.init_size);
+  EXPECT_EQ(Val(bp.hdr.kernel_alignment), spec.kernel_alignment);
+  EXPECT_EQ(Val(bp.hdr.handover_offset), 0x190u);
   // Set by the loader.
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xff);
-  EXPECT_EQ(bp.hdr.loadflags, linux_boot::kLoadedHigh | linux_boot::kCanUseHeap);
-  EXPECT_EQ(bp.hdr.vid_mode, 0xffff);
-  EXPECT_EQ(bp.hdr.code32_start, spec.pref_address);
-  EXPECT_EQ(bp.hdr.cmd_line_ptr, layout::kCmdlineStart);
-  EXPECT_EQ(bp.ext_cmd_line_ptr, 0u);
-  EXPECT_EQ(bp.hdr.ramdisk_image, entry->initrd_gpa);
-  EXPECT_EQ(bp.hdr.ramdisk_size, 5000u);
-  EXPECT_EQ(bp.ext_ramdisk_image, 0u);
-  EXPECT_EQ(bp.hdr.setup_data, 0u);
-  EXPECT_EQ(bp.acpi_rsdp_addr, layout::kAcpiRsdp);
-  EXPECT_EQ(bp.sentinel, 0);
+  EXPECT_EQ(Val(bp.hdr.type_of_loader), 0xff);
+  EXPECT_EQ(Val(bp.hdr.loadflags), linux_boot::kLoadedHigh | linux_boot::kCanUseHeap);
+  EXPECT_EQ(Val(bp.hdr.vid_mode), 0xffff);
+  EXPECT_EQ(Val(bp.hdr.code32_start), spec.pref_address);
+  EXPECT_EQ(Val(bp.hdr.cmd_line_ptr), layout::kCmdlineStart);
+  EXPECT_EQ(Val(bp.ext_cmd_line_ptr), 0u);
+  EXPECT_EQ(Val(bp.hdr.ramdisk_image), entry->initrd_gpa);
+  EXPECT_EQ(Val(bp.hdr.ramdisk_size), 5000u);
+  EXPECT_EQ(Val(bp.ext_ramdisk_image), 0u);
+  EXPECT_EQ(Val(bp.hdr.setup_data), 0u);
+  EXPECT_EQ(Val(bp.acpi_rsdp_addr), layout::kAcpiRsdp);
+  EXPECT_EQ(Val(bp.sentinel), 0);
   const std::vector<E820Entry> e820 = BuildE820(*mem_);
   ASSERT_EQ(bp.e820_entries, e820.size());
   EXPECT_EQ(memcmp(bp.e820_table, e820.data(), e820.size() * sizeof(E820Entry)), 0);
@@ -219,7 +220,7 @@ INSTANTIATE_TEST_SUITE_P(
                     Patch<uint8_t>(i, HDR(relocatable_kernel), 0);
                     Patch<uint64_t>(i, HDR(pref_address), ~0ull - 0x1000);
                   },
-                  "more memory"},
+                  "beyond the 64-bit address space"},
         HostileBz{"PrefAddressInMmioGap",
                   [](Image& i) {
                     Patch<uint8_t>(i, HDR(relocatable_kernel), 0);

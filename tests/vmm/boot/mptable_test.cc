@@ -10,6 +10,7 @@
 namespace keel::vmm::mptable {
 namespace {
 
+using testing::Val;
 using testing::WithVcpus;
 
 class MpTableTest : public testing::GuestMemoryTest {
@@ -48,13 +49,13 @@ TEST_F(MpTableTest, FloatingPointerAndTableAreChecksummed) {
   const std::vector<uint8_t> table = ConfigTable();
 
   EXPECT_EQ(std::string(fp.signature, 4), "_MP_");
-  EXPECT_EQ(fp.length, 1);
-  EXPECT_EQ(fp.spec_rev, 4);
+  EXPECT_EQ(Val(fp.length), 1);
+  EXPECT_EQ(Val(fp.spec_rev), 4);
   EXPECT_EQ(acpi::Checksum(reinterpret_cast<const uint8_t*>(&fp), sizeof(fp)), 0);
-  EXPECT_EQ(fp.config_table, layout::kEbdaStart + 16);
+  EXPECT_EQ(Val(fp.config_table), layout::kEbdaStart + 16);
   EXPECT_EQ(std::string(table.begin(), table.begin() + 4), "PCMP");
   EXPECT_EQ(acpi::Checksum(table.data(), table.size()), 0);
-  EXPECT_EQ(Read<ConfigHeader>(fp.config_table).local_apic_address, layout::kLapicAddr);
+  EXPECT_EQ(Val(Read<ConfigHeader>(fp.config_table).local_apic_address), layout::kLapicAddr);
 }
 
 TEST_F(MpTableTest, ListsProcessorsBusIoApicAndInterrupts) {
@@ -66,25 +67,25 @@ TEST_F(MpTableTest, ListsProcessorsBusIoApicAndInterrupts) {
   const auto cpu1 = Read<ProcessorEntry>(fp.config_table + sizeof(ConfigHeader) + 20);
 
   EXPECT_EQ(entries[kProcessor].size(), 2u);
-  EXPECT_EQ(cpu0.apic_id, 0);
-  EXPECT_EQ(cpu0.cpu_flags, 0x3);  // enabled, bootstrap processor
-  EXPECT_EQ(cpu1.apic_id, 1);
-  EXPECT_EQ(cpu1.cpu_flags, 0x1);
+  EXPECT_EQ(Val(cpu0.apic_id), 0);
+  EXPECT_EQ(Val(cpu0.cpu_flags), 0x3);  // enabled, bootstrap processor
+  EXPECT_EQ(Val(cpu1.apic_id), 1);
+  EXPECT_EQ(Val(cpu1.cpu_flags), 0x1);
   EXPECT_EQ(entries[kBus].size(), 1u);
   ASSERT_EQ(entries[kIoApic].size(), 1u);
-  EXPECT_EQ(entries[kIoApic][0].interrupt_type, IoApicId(2));  // 2nd byte: the IOAPIC id
+  EXPECT_EQ(Val(entries[kIoApic][0].interrupt_type), IoApicId(2));  // 2nd byte: the IOAPIC id
   // ISA IRQs 0-15 except the cascade, plus virtio IRQ 17 (IRQ 5 is already an ISA entry).
   ASSERT_EQ(entries[kIoInterrupt].size(), 16u);
-  EXPECT_EQ(entries[kIoInterrupt][0].source_irq, 0);
-  EXPECT_EQ(entries[kIoInterrupt][0].dest_pin, 2);
-  EXPECT_EQ(entries[kIoInterrupt][15].source_irq, 17);
-  EXPECT_EQ(entries[kIoInterrupt][15].dest_pin, 17);
+  EXPECT_EQ(Val(entries[kIoInterrupt][0].source_irq), 0);
+  EXPECT_EQ(Val(entries[kIoInterrupt][0].dest_pin), 2);
+  EXPECT_EQ(Val(entries[kIoInterrupt][15].source_irq), 17);
+  EXPECT_EQ(Val(entries[kIoInterrupt][15].dest_pin), 17);
   ASSERT_EQ(entries[kLocalInterrupt].size(), 2u);
-  EXPECT_EQ(entries[kLocalInterrupt][0].interrupt_type, kIntTypeExtInt);
-  EXPECT_EQ(entries[kLocalInterrupt][0].dest_pin, 0);
-  EXPECT_EQ(entries[kLocalInterrupt][1].interrupt_type, kIntTypeNmi);
-  EXPECT_EQ(entries[kLocalInterrupt][1].dest_pin, 1);
-  EXPECT_EQ(Read<ConfigHeader>(fp.config_table).entry_count, 2 + 1 + 1 + 16 + 2);
+  EXPECT_EQ(Val(entries[kLocalInterrupt][0].interrupt_type), kIntTypeExtInt);
+  EXPECT_EQ(Val(entries[kLocalInterrupt][0].dest_pin), 0);
+  EXPECT_EQ(Val(entries[kLocalInterrupt][1].interrupt_type), kIntTypeNmi);
+  EXPECT_EQ(Val(entries[kLocalInterrupt][1].dest_pin), 1);
+  EXPECT_EQ(Val(Read<ConfigHeader>(fp.config_table).entry_count), 2 + 1 + 1 + 16 + 2);
 }
 
 TEST_F(MpTableTest, FitsTheLargestVcpuCount) {

@@ -56,7 +56,7 @@ INSTANTIATE_TEST_SUITE_P(
     Bad, PlatformValidationTest,
     ::testing::Values(
         BadConfig{"NoVcpus", WithVcpus(0), "0 vCPUs"},
-        BadConfig{"TooManyVcpus", WithVcpus(kMaxVcpus + 1), "vCPUs requested"},
+        BadConfig{"TooManyVcpus", WithVcpus(kMaxPlatformVcpus + 1), "vCPUs requested"},
         BadConfig{"WindowBelowGap", {1, {{0x1000, 0x1000, 5}}}, "inside [0xd0000000"},
         BadConfig{"WindowOverIoapic", {1, {{0xfebff000, 0x2000, 5}}}, "below the IOAPIC"},
         BadConfig{"WindowWraps", {1, {{0xd0000000, ~0ull, 5}}}, "MMIO gap"},

@@ -174,6 +174,29 @@ TEST_F(PvhLoadTest, RejectsACommandLineWithANulByte) {
   EXPECT_THAT(entry.status().message(), HasSubstr("NUL"));
 }
 
+TEST_F(PvhLoadTest, BoundsTheNoteBytesItScans) {
+  // 20 SHT_NOTE sections naming the same 64 KiB of (empty) notes: 1.25 MiB to scan.
+  Image image = BuildPvhElf(DefaultPvhElfSpec());
+  Patch<uint32_t>(image, PHDR_FIELD(0, p_type), PT_NULL);
+  const uint64_t notes = image.size();
+  image.resize(notes + 0x10000, 0);
+  const uint64_t shoff = image.size();
+  for (int i = 0; i < 20; ++i) {
+    Elf64_Shdr sh{};
+    sh.sh_type = SHT_NOTE;
+    sh.sh_offset = notes;
+    sh.sh_size = 0x10000;
+    image.insert(image.end(), reinterpret_cast<uint8_t*>(&sh),
+                 reinterpret_cast<uint8_t*>(&sh) + sizeof(sh));
+  }
+  Patch<uint64_t>(image, offsetof(Elf64_Ehdr, e_shoff), shoff);
+  Patch<uint16_t>(image, offsetof(Elf64_Ehdr, e_shnum), 20);
+
+  auto entry = Load(image);
+
+  EXPECT_THAT(entry.status().message(), HasSubstr("more than 1048576 bytes of ELF notes"));
+}
+
 // Hostile images: each case patches a valid image; the loader must fail with a message
 // containing `error`.
 using HostileElf = testing::HostileImage;

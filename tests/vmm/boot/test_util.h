@@ -18,6 +18,13 @@ namespace keel::vmm::testing {
 
 PlatformConfig WithVcpus(int vcpus);
 
+// Copies a field of a packed structure: gtest binds its arguments to references, and a
+// reference to a misaligned packed field is undefined behaviour.
+template <typename T>
+T Val(T value) {
+  return value;
+}
+
 // A hostile variant of a valid image: `patch` damages it, and loading it must fail with a
 // message containing `error`.
 struct HostileImage {
