@@ -163,7 +163,7 @@ TEST_F(KvmTest, SupportedCpuidIsCachedAndAcceptedByTheVcpu) {
 }
 
 TEST_F(KvmTest, Linux64BootStateIsLongMode) {
-  ASSERT_TRUE(SetBootRegisters(*vcpu_, EntryMode::kLinux64, 0x100200, 0x7000).ok());
+  ASSERT_TRUE(SetBootRegisters(*vcpu_, InitialCpuState(BootMode::kLinux64, 0x100200, 0x7000)).ok());
 
   auto sregs = vcpu_->GetSpecialRegisters();
   auto regs = vcpu_->GetRegisters();
@@ -177,7 +177,7 @@ TEST_F(KvmTest, Linux64BootStateIsLongMode) {
 }
 
 TEST_F(KvmTest, Pvh32BootStateIsFlatProtectedMode) {
-  ASSERT_TRUE(SetBootRegisters(*vcpu_, EntryMode::kPvh32, 0x100000, 0x6000).ok());
+  ASSERT_TRUE(SetBootRegisters(*vcpu_, InitialCpuState(BootMode::kPvh32, 0x100000, 0x6000)).ok());
 
   auto sregs = vcpu_->GetSpecialRegisters();
   auto regs = vcpu_->GetRegisters();
@@ -226,7 +226,7 @@ TEST_F(KvmTest, VcpuThreadReportsTripleFault) {
   // after it, so the CPU shuts down. (Real mode is not used: some nested KVM flavours do not
   // report a real-mode triple fault promptly.)
   ASSERT_TRUE(mem_->Write(kCodeAddr, std::vector<uint8_t>{0x0f, 0x0b}).ok());
-  ASSERT_TRUE(SetBootRegisters(*vcpu_, EntryMode::kPvh32, kCodeAddr, 0).ok());
+  ASSERT_TRUE(SetBootRegisters(*vcpu_, InitialCpuState(BootMode::kPvh32, kCodeAddr, 0)).ok());
   auto sregs = vcpu_->GetSpecialRegisters();
   ASSERT_TRUE(sregs.ok());
   sregs->idt = {0, 0};

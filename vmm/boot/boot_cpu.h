@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "vmm/memory/guest_memory.h"
+#include "vmm/x86_state.h"
 
 namespace keel::vmm {
 
@@ -40,16 +41,6 @@ inline constexpr uint64_t kCr0Pg = 1ull << 31;
 inline constexpr uint64_t kCr4Pae = 1ull << 5;
 inline constexpr uint64_t kEferLme = 1ull << 8;
 inline constexpr uint64_t kEferLma = 1ull << 10;
-
-// A segment register's hidden state, decoded from a GDT descriptor (Intel SDM vol. 3A
-// §3.4.5). Field names follow struct kvm_segment.
-struct SegmentState {
-  uint64_t base = 0;
-  uint32_t limit = 0;  // in bytes (granularity already applied)
-  uint16_t selector = 0;
-  uint8_t type = 0;  // 4-bit segment type
-  uint8_t present = 0, dpl = 0, db = 0, s = 0, l = 0, g = 0, avl = 0;
-};
 
 struct BootCpuState {
   uint64_t rip = 0, rsp = 0, rflags = 0x2;

@@ -160,6 +160,33 @@ absl::Status Vm::CreatePit2() {
   return absl::OkStatus();
 }
 
+absl::Status Vm::SetPcIrqRouting() {
+  constexpr uint32_t kIoapicPins = 24;
+  constexpr uint32_t kPicPins = 16;
+  auto routing = std::make_unique<kvm_abi::IrqRouting<kIoapicPins + kPicPins>>();
+  uint32_t n = 0;
+  auto add = [&](uint32_t gsi, uint32_t chip, uint32_t pin) {
+    kvm_irq_routing_entry& e = routing->entries[n++];
+    e = {};
+    e.gsi = gsi;
+    e.type = KVM_IRQ_ROUTING_IRQCHIP;
+    e.u.irqchip.irqchip = chip;
+    e.u.irqchip.pin = pin;
+  };
+  for (uint32_t gsi = 0; gsi < kIoapicPins; ++gsi) {
+    if (gsi == 2) continue;  // IOAPIC pin 2 belongs to GSI 0; PIC IRQ 2 is the cascade
+    add(gsi, KVM_IRQCHIP_IOAPIC, gsi == 0 ? 2 : gsi);
+    if (gsi < kPicPins) {
+      add(gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8);
+    }
+  }
+  routing->header.nr = n;
+  if (Ioctl(fd_.get(), kvm_abi::kSetGsiRouting, routing.get()) < 0) {
+    return ErrnoError(errno, "KVM_SET_GSI_ROUTING");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Vm::SetIrqLine(uint32_t gsi, bool level) {
   kvm_irq_level irq{};
   irq.irq = gsi;

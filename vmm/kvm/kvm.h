@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "base/fd.h"
 #include "base/mapping.h"
+#include "vmm/x86_state.h"
 
 struct kvm_run;
 struct kvm_cpuid2;
@@ -89,6 +90,11 @@ class Vm {
   absl::Status CreateIrqchip();
   absl::Status CreatePit2();
 
+  // Routes the in-kernel irqchip like a PC whose firmware tables say "ISA IRQ 0 is GSI 2"
+  // (the MADT interrupt source override every PC has): GSI 0 drives PIC pin 0 and IOAPIC
+  // pin 2, GSIs 1-15 drive the PIC and the IOAPIC pin of the same number, 16-23 the IOAPIC
+  // only. KVM's default sends the PIT (GSI 0) to IOAPIC pin 0, which no OS expects.
+  absl::Status SetPcIrqRouting();
   // Raises/lowers a GSI line of the in-kernel irqchip (KVM_IRQ_LINE).
   absl::Status SetIrqLine(uint32_t gsi, bool level);
   // Ties `eventfd` to `gsi`: a write to it injects an edge on the line (KVM_IRQFD).
@@ -137,13 +143,7 @@ struct VcpuExit {
   std::string detail;
 };
 
-// x86 register state, Keel's view of kvm_regs / kvm_sregs.
-struct SegmentState {
-  uint64_t base = 0;
-  uint32_t limit = 0;
-  uint16_t selector = 0;
-  uint8_t type = 0, present = 0, dpl = 0, db = 0, s = 0, l = 0, g = 0, avl = 0;
-};
+// x86 register state, Keel's view of kvm_regs / kvm_sregs (SegmentState: vmm/x86_state.h).
 struct TableState {
   uint64_t base = 0;
   uint16_t limit = 0;

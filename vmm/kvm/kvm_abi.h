@@ -29,12 +29,17 @@ struct MsrsHeader {
 struct MsrListHeader {
   uint32_t nmsrs;
 };
+struct IrqRoutingHeader {
+  uint32_t nr;
+  uint32_t flags;
+};
 
 inline constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, Cpuid2Header);
 inline constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, Cpuid2Header);
 inline constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, MsrListHeader);
 inline constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, MsrsHeader);
 inline constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
+inline constexpr unsigned long kSetGsiRouting = _IOW(KVMIO, 0x6a, IrqRoutingHeader);
 
 // A kvm_cpuid2 with room for N entries.
 template <size_t N>
@@ -67,10 +72,18 @@ int Ioctl(int fd, unsigned long request, Arg arg) {
   return r;
 }
 
+// A kvm_irq_routing with room for N entries.
+template <size_t N>
+struct IrqRouting {
+  IrqRoutingHeader header;
+  kvm_irq_routing_entry entries[N];
+};
+
 static_assert(sizeof(Cpuid2Header) == 8 && offsetof(Cpuid2<1>, entries) == 8);
 static_assert(sizeof(kvm_cpuid_entry2) == 40);
 static_assert(sizeof(MsrsHeader) == 8 && offsetof(Msrs<1>, entries) == 8);
 static_assert(sizeof(kvm_msr_entry) == 16);
 static_assert(offsetof(MsrList<1>, indices) == 4);
+static_assert(sizeof(kvm_irq_routing_entry) == 48 && offsetof(IrqRouting<1>, entries) == 8);
 
 }  // namespace keel::vmm::kvm_abi

@@ -7,7 +7,6 @@
 
 #include "base/log.h"
 #include "base/status.h"
-#include "vmm/layout.h"
 
 namespace keel::vmm {
 
@@ -138,67 +137,30 @@ absl::Status SetBootMsrs(Vcpu& vcpu, std::span<const uint32_t> supported_msrs) {
   return absl::OkStatus();
 }
 
-absl::Status SetBootRegisters(Vcpu& vcpu, EntryMode mode, uint64_t entry,
-                              uint64_t boot_info_gpa) {
+absl::Status SetBootRegisters(Vcpu& vcpu, const BootCpuState& state) {
   KEEL_ASSIGN_OR_RETURN(SpecialRegisters sregs, vcpu.GetSpecialRegisters());
-  // Flat segments covering 4 GiB; type 0xb = execute/read code (accessed), 0x3 = read/write
-  // data (accessed). Selectors follow the Linux boot GDT (__BOOT_CS 0x10, __BOOT_DS 0x18).
-  SegmentState code{};
-  code.base = 0;
-  code.limit = 0xffffffff;
-  code.selector = 0x10;
-  code.type = 0xb;
-  code.present = 1;
-  code.s = 1;
-  code.g = 1;
-  SegmentState data = code;
-  data.selector = 0x18;
-  data.type = 0x3;
-  data.db = 1;
+  sregs.cs = state.code;
+  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = state.data;
   SegmentState tss{};
   tss.limit = 0x67;
   tss.type = 0xb;  // busy 32/64-bit TSS
   tss.present = 1;
-  tss.selector = 0x20;
-
-  constexpr uint64_t kCr0Pe = 1u << 0;
-  constexpr uint64_t kCr0Et = 1u << 4;
-  constexpr uint64_t kCr0Pg = 1u << 31;
-  constexpr uint64_t kCr4Pae = 1u << 5;
-  constexpr uint64_t kEferLme = 1u << 8;
-  constexpr uint64_t kEferLma = 1u << 10;
-
-  Registers regs{};
-  regs.rflags = 0x2;  // bit 1 is reserved and always set
-  regs.rip = entry;
-  switch (mode) {
-    case EntryMode::kPvh32:
-      // Xen PVH boot ABI: 32-bit protected mode, paging disabled, CS/DS flat, EBX = start_info.
-      code.db = 1;
-      sregs.cr0 = kCr0Pe | kCr0Et;
-      sregs.cr3 = 0;
-      sregs.cr4 = 0;
-      sregs.efer = 0;
-      regs.rbx = boot_info_gpa;
-      break;
-    case EntryMode::kLinux64:
-      // Linux boot protocol, 64-bit entry: long mode, identity-mapped, RSI = boot_params.
-      code.l = 1;
-      sregs.cr0 = kCr0Pe | kCr0Et | kCr0Pg;
-      sregs.cr3 = layout::kPml4Start;
-      sregs.cr4 = kCr4Pae;
-      sregs.efer = kEferLme | kEferLma;
-      sregs.gdt = {layout::kGdtStart, 4 * 8 - 1};
-      sregs.idt = {layout::kIdtStart, 7};
-      regs.rsi = boot_info_gpa;
-      regs.rsp = layout::kBootStackTop;
-      regs.rbp = layout::kBootStackTop;
-      break;
-  }
-  sregs.cs = code;
-  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
   sregs.tr = tss;
+  sregs.ldt = SegmentState{};  // not present: unusable
+  sregs.gdt = {state.gdt_base, state.gdt_limit};
+  sregs.idt = {state.idt_base, state.idt_limit};
+  sregs.cr0 = state.cr0;
+  sregs.cr3 = state.cr3;
+  sregs.cr4 = state.cr4;
+  sregs.efer = state.efer;
   KEEL_RETURN_IF_ERROR(vcpu.SetSpecialRegisters(sregs));
+  Registers regs{};
+  regs.rip = state.rip;
+  regs.rsp = state.rsp;
+  regs.rbp = state.rsp;
+  regs.rflags = state.rflags;
+  regs.rsi = state.rsi;
+  regs.rbx = state.rbx;
   return vcpu.SetRegisters(regs);
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "vmm/boot/boot_cpu.h"
 #include "vmm/kvm/kvm.h"
 
 namespace keel::vmm {
@@ -30,16 +31,9 @@ std::vector<CpuidEntry> FilterCpuid(std::span<const CpuidEntry> supported, uint3
 // MTRRs enabled with write-back default), skipping any this KVM cannot save.
 absl::Status SetBootMsrs(Vcpu& vcpu, std::span<const uint32_t> supported_msrs);
 
-// How the boot CPU enters the kernel.
-enum class EntryMode {
-  // Xen PVH: 32-bit protected mode, paging off, flat 4 GiB segments, EBX = start_info.
-  kPvh32,
-  // Linux x86 64-bit boot protocol: long mode with the identity page tables at
-  // layout::kPml4Start, GDT at layout::kGdtStart (CS 0x10, DS 0x18), RSI = boot_params.
-  kLinux64,
-};
-
-// Sets the BSP's registers for `mode`: RIP = entry, EBX/RSI = boot_info_gpa.
-absl::Status SetBootRegisters(Vcpu& vcpu, EntryMode mode, uint64_t entry, uint64_t boot_info_gpa);
+// Loads the boot CPU state the kernel loader computed (vmm/boot/boot_cpu.h) into `vcpu`,
+// adding what only matters to KVM: a busy TSS in TR and an unusable LDTR, which the
+// hardware guest-state checks require even though no boot protocol uses them.
+absl::Status SetBootRegisters(Vcpu& vcpu, const BootCpuState& state);
 
 }  // namespace keel::vmm

@@ -1,0 +1,140 @@
+#include "vmm/cli.h"
+
+#include <charconv>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <map>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
+#include "vmm/layout.h"
+
+namespace keel::vmm {
+
+namespace {
+
+absl::StatusOr<uint64_t> ParseNumber(const std::string& flag, const std::string& value,
+                                     uint64_t max) {
+  uint64_t v = 0;
+  const char* end = value.data() + value.size();
+  auto [ptr, ec] = std::from_chars(value.data(), end, v);
+  if (value.empty() || ec != std::errc() || ptr != end) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s needs a whole number, got \"%s\"", flag, value));
+  }
+  if (v > max) {
+    return absl::InvalidArgumentError(absl::StrFormat("%s %u is above the maximum %u", flag, v, max));
+  }
+  return v;
+}
+
+}  // namespace
+
+std::string Usage() {
+  return R"(usage: keel-vmm --kernel PATH [options]
+
+Runs one virtual machine on /dev/kvm until the guest exits.
+
+  --kernel PATH          kernel image: a PVH ELF (vmlinux) or a bzImage, detected
+  --initrd PATH          initial ramdisk
+  --cmdline STR          kernel command line
+  --memory-mib N         guest RAM in MiB (default 128, minimum 16)
+  --vcpus N              number of vCPUs (default 1, up to the host's KVM limit)
+  --serial-log PATH      append the guest console (COM1) to PATH instead of stdout
+  --boot-timeout-s N     stop the VM with status 3 if it has not ended after N seconds
+  --help, --version
+
+Exit status: the value the guest wrote to the debug-exit port 0xf4; 0 when the guest
+powers off or resets; 2 with one error line for bad input; 3 when the VMM fails or the
+guest cannot continue (the vCPU registers are printed); 128+N when stopped by signal N.
+)";
+}
+
+uint64_t HostMemoryMib() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemTotal:") return kib / 1024;
+  }
+  return 0;
+}
+
+absl::StatusOr<CliOptions> ParseCommandLine(const std::vector<std::string>& args) {
+  CliOptions opts;
+  MachineConfig& m = opts.machine;
+  using Setter = std::function<absl::Status(const std::string&)>;
+  auto number = [](uint64_t* out, const char* flag, uint64_t max) -> Setter {
+    return [=](const std::string& v) -> absl::Status {
+      auto n = ParseNumber(flag, v, max);
+      if (!n.ok()) return n.status();
+      *out = *n;
+      return absl::OkStatus();
+    };
+  };
+  auto text = [](std::string* out) -> Setter {
+    return [=](const std::string& v) {
+      *out = v;
+      return absl::OkStatus();
+    };
+  };
+  uint64_t vcpus = m.vcpus;
+  uint64_t timeout = 0;
+  const std::map<std::string, Setter> flags = {
+      {"--kernel", text(&m.kernel_path)},
+      {"--initrd", text(&m.initrd_path)},
+      {"--cmdline", text(&m.cmdline)},
+      {"--memory-mib", number(&m.memory_mib, "--memory-mib", uint64_t{1} << 32)},
+      {"--vcpus", number(&vcpus, "--vcpus", 65536)},
+      {"--serial-log", text(&m.serial_log_path)},
+      {"--boot-timeout-s", number(&timeout, "--boot-timeout-s", 86400 * 365)},
+  };
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "--help" || arg == "-h") {
+      opts.help = true;
+      continue;
+    }
+    if (arg == "--version") {
+      opts.version = true;
+      continue;
+    }
+    std::string name = arg;
+    std::string value;
+    bool has_value = false;
+    if (size_t eq = arg.find('='); absl::StartsWith(arg, "--") && eq != std::string::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+      has_value = true;
+    }
+    auto it = flags.find(name);
+    if (it == flags.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("unknown argument \"%s\" (see --help)", arg));
+    }
+    if (!has_value) {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(absl::StrFormat("%s needs a value", name));
+      }
+      value = args[++i];
+    }
+    if (absl::Status s = it->second(value); !s.ok()) return s;
+  }
+  if (opts.help || opts.version) return opts;
+  if (m.kernel_path.empty()) {
+    return absl::InvalidArgumentError("--kernel PATH is required (a PVH ELF or a bzImage)");
+  }
+  if (m.memory_mib < layout::kMinRamBytes / layout::kMiB) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--memory-mib %u is below the %u MiB minimum", m.memory_mib,
+        layout::kMinRamBytes / layout::kMiB));
+  }
+  if (vcpus == 0) return absl::InvalidArgumentError("--vcpus must be at least 1");
+  m.vcpus = static_cast<uint32_t>(vcpus);
+  m.boot_timeout_s = static_cast<uint32_t>(timeout);
+  return opts;
+}
+
+}  // namespace keel::vmm

@@ -1,0 +1,222 @@
+#include "vmm/machine.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_format.h"
+#include "base/log.h"
+#include "base/status.h"
+#include "vmm/boot/image_reader.h"
+#include "vmm/boot/loader.h"
+#include "vmm/boot/platform.h"
+#include "vmm/layout.h"
+
+namespace keel::vmm {
+
+Machine::Machine(const MachineConfig& config, GuestMemory memory, std::unique_ptr<Vm> vm,
+                 std::unique_ptr<EventLoop> loop)
+    : config_(config), memory_(std::move(memory)), vm_(std::move(vm)), loop_(std::move(loop)) {}
+
+Machine::~Machine() {
+  vcpu_control_.Stop();
+  vcpu_threads_.clear();  // joins
+  if (signal_fd_.valid()) loop_->Remove(signal_fd_.get());
+  if (timer_fd_.valid()) loop_->Remove(timer_fd_.get());
+}
+
+absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(Kvm& kvm, const MachineConfig& config) {
+  if (config.vcpus == 0 || config.vcpus > static_cast<uint32_t>(kvm.MaxVcpus())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--vcpus %u is out of range: this host's KVM allows 1 to %d", config.vcpus,
+        kvm.MaxVcpus()));
+  }
+  if (config.memory_mib > (UINT64_MAX >> 20)) {
+    return absl::InvalidArgumentError("--memory-mib is absurdly large");
+  }
+  KEEL_ASSIGN_OR_RETURN(GuestMemory memory, GuestMemory::Create(config.memory_mib * layout::kMiB));
+  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<Vm> vm, kvm.CreateVm());
+  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<EventLoop> loop, EventLoop::Create());
+  auto machine = std::unique_ptr<Machine>(
+      new Machine(config, std::move(memory), std::move(vm), std::move(loop)));
+  KEEL_RETURN_IF_ERROR(machine->SetUpPlatform(kvm));
+  KEEL_RETURN_IF_ERROR(machine->SetUpLegacyDevices());
+  KEEL_ASSIGN_OR_RETURN(BootCpuState boot_cpu, machine->LoadKernelAndTables());
+  KEEL_RETURN_IF_ERROR(machine->SetUpVcpus(kvm, boot_cpu));
+  return machine;
+}
+
+absl::Status Machine::SetUpPlatform(Kvm&) {
+  uint32_t slot = 0;
+  for (const MemoryRegion& r : memory_.regions()) {
+    KEEL_RETURN_IF_ERROR(vm_->SetUserMemoryRegion(slot++, r.gpa, r.size, r.host));
+  }
+  KEEL_RETURN_IF_ERROR(vm_->SetTssAddr(layout::kKvmTssAddr));
+  KEEL_RETURN_IF_ERROR(vm_->SetIdentityMapAddr(layout::kKvmIdentityMapAddr));
+  KEEL_RETURN_IF_ERROR(vm_->CreateIrqchip());
+  KEEL_RETURN_IF_ERROR(vm_->SetPcIrqRouting());
+  KEEL_RETURN_IF_ERROR(vm_->CreatePit2());
+  return absl::OkStatus();
+}
+
+absl::Status Machine::SetUpLegacyDevices() {
+  std::vector<int> console_fds;
+  if (config_.serial_log_path.empty()) {
+    console_fds.push_back(STDOUT_FILENO);
+  } else {
+    int fd = open(config_.serial_log_path.c_str(),
+                  O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) return ErrnoError(errno, "open --serial-log ", config_.serial_log_path);
+    serial_log_.Reset(fd);
+    console_fds.push_back(fd);
+  }
+  KEEL_ASSIGN_OR_RETURN(EventFd serial_event, EventFd::Create());
+  KEEL_RETURN_IF_ERROR(vm_->RegisterIrqfd(serial_event.fd(), layout::kSerialIrq));
+  serial_irq_ = std::make_unique<IrqfdInterrupt>(std::move(serial_event));
+  console_fds_ = std::make_unique<FdConsoleSink>(std::move(console_fds));
+  serial_ = std::make_unique<Serial8250>(
+      serial_irq_.get(), std::vector<ConsoleSink*>{console_fds_.get(), &console_log_});
+  i8042_ = std::make_unique<I8042>(this);
+  debug_exit_ = std::make_unique<DebugExit>(this);
+  acpi_sleep_ = std::make_unique<AcpiSleepControl>(this, kAcpiSleepTypeS5);
+
+  KEEL_RETURN_IF_ERROR(
+      pio_bus_.Register(Serial8250::kCom1Port, Serial8250::kPortCount, serial_.get(), "COM1"));
+  KEEL_RETURN_IF_ERROR(pio_bus_.Register(I8042::kDataPort, 5, i8042_.get(), "i8042"));
+  KEEL_RETURN_IF_ERROR(
+      pio_bus_.Register(DebugExit::kPort, DebugExit::kSize, debug_exit_.get(), "debug-exit"));
+  KEEL_RETURN_IF_ERROR(
+      pio_bus_.Register(kAcpiSleepControlPort, 1, acpi_sleep_.get(), "ACPI sleep control"));
+  KEEL_RETURN_IF_ERROR(pio_bus_.Register(kAcpiSleepStatusPort, 1, acpi_sleep_.get(),
+                                         "ACPI sleep status"));
+  // Ports Linux and firmware-era code poke that Keel leaves unemulated, silently.
+  KEEL_RETURN_IF_ERROR(pio_bus_.Register(0x70, 2, &null_device_, "CMOS"));
+  KEEL_RETURN_IF_ERROR(pio_bus_.Register(0x80, 1, &null_device_, "POST"));
+  KEEL_RETURN_IF_ERROR(pio_bus_.Register(0xcf8, 8, &null_device_, "PCI config"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BootCpuState> Machine::LoadKernelAndTables() {
+  PlatformConfig platform;
+  platform.vcpus = static_cast<int>(config_.vcpus);
+  KEEL_ASSIGN_OR_RETURN(PlatformInfo tables, WritePlatformTables(memory_, platform));
+
+  absl::StatusOr<FileImageReader> kernel = FileImageReader::Open(config_.kernel_path);
+  if (!kernel.ok()) return Annotate(kernel.status(), "--kernel");
+  std::optional<FileImageReader> initrd;
+  if (!config_.initrd_path.empty()) {
+    absl::StatusOr<FileImageReader> r = FileImageReader::Open(config_.initrd_path);
+    if (!r.ok()) return Annotate(r.status(), "--initrd");
+    initrd.emplace(std::move(*r));
+  }
+  BootConfig boot;
+  boot.kernel = &*kernel;
+  boot.initrd = initrd.has_value() ? &*initrd : nullptr;
+  boot.cmdline = config_.cmdline;
+  boot.acpi_rsdp_gpa = tables.acpi_rsdp_gpa;
+  KEEL_ASSIGN_OR_RETURN(BootEntry loaded, LoadKernel(memory_, boot));
+  return InitialCpuState(loaded.mode, loaded.entry, loaded.boot_info_gpa);
+}
+
+absl::Status Machine::SetUpVcpus(Kvm& kvm, const BootCpuState& boot_cpu) {
+  KEEL_ASSIGN_OR_RETURN(std::vector<CpuidEntry> supported, kvm.SupportedCpuid());
+  KEEL_ASSIGN_OR_RETURN(std::vector<uint32_t> msrs, kvm.MsrIndexList());
+  for (uint32_t i = 0; i < config_.vcpus; ++i) {
+    KEEL_ASSIGN_OR_RETURN(std::unique_ptr<Vcpu> vcpu, vm_->CreateVcpu(i));
+    const std::vector<CpuidEntry> cpuid =
+        FilterCpuid(supported, i, config_.vcpus, vcpu->TscKhz());
+    KEEL_RETURN_IF_ERROR(vcpu->SetCpuid(cpuid));
+    KEEL_RETURN_IF_ERROR(SetBootMsrs(*vcpu, msrs));
+    KEEL_RETURN_IF_ERROR(vcpu->InitFpu());
+    KEEL_RETURN_IF_ERROR(vcpu->InitLapic());
+    // Only the BSP starts running; the in-kernel LAPIC holds the others until INIT/SIPI.
+    if (i == 0) KEEL_RETURN_IF_ERROR(SetBootRegisters(*vcpu, boot_cpu));
+    vcpus_.push_back(std::move(vcpu));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Machine::WatchSignalsAndTimeout() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (sfd < 0) return ErrnoError(errno, "signalfd");
+  signal_fd_.Reset(sfd);
+  KEEL_RETURN_IF_ERROR(loop_->Add(sfd, EPOLLIN, [this](uint32_t) {
+    signalfd_siginfo info;
+    while (read(signal_fd_.get(), &info, sizeof(info)) == sizeof(info)) {
+      const int signo = static_cast<int>(info.ssi_signo);
+      RequestExit({VmExit::Kind::kSignal, 128 + signo,
+                   absl::StrFormat("stopped by signal %s", sigabbrev_np(signo))});
+    }
+  }));
+  if (config_.boot_timeout_s > 0) {
+    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (tfd < 0) return ErrnoError(errno, "timerfd_create");
+    timer_fd_.Reset(tfd);
+    itimerspec spec{};
+    spec.it_value.tv_sec = config_.boot_timeout_s;
+    if (timerfd_settime(tfd, 0, &spec, nullptr) < 0) return ErrnoError(errno, "timerfd_settime");
+    // The registers are dumped in Run() once the vCPUs are out of KVM_RUN: reading them
+    // here would wait on a vCPU that is running (or halted) inside the kernel.
+    KEEL_RETURN_IF_ERROR(loop_->Add(tfd, EPOLLIN, [this](uint32_t) {
+      RequestExit({VmExit::Kind::kTimeout, kExitVmmFailure,
+                   absl::StrFormat("guest did not finish within --boot-timeout-s %u",
+                                   config_.boot_timeout_s)});
+    }));
+  }
+  return absl::OkStatus();
+}
+
+VmExit Machine::Run() {
+  // Signals the I/O thread handles must be blocked in every thread, so block them before
+  // the vCPU threads inherit the mask; the kick signal is unblocked only on vCPU threads.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  sigaddset(&mask, SIGRTMIN);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+
+  absl::Status s = InstallVcpuKickHandler();
+  if (s.ok()) s = WatchSignalsAndTimeout();
+  if (!s.ok()) return {VmExit::Kind::kInternalError, kExitVmmFailure, std::string(s.message())};
+
+  for (const auto& vcpu : vcpus_) {
+    vcpu_threads_.push_back(std::make_unique<VcpuThread>(VcpuThread::Context{
+        vcpu.get(), &pio_bus_, &mmio_bus_, this, &vcpu_control_}));
+  }
+  for (auto& t : vcpu_threads_) t->Start();
+
+  loop_->Run();
+
+  vcpu_control_.Stop();
+  for (auto& t : vcpu_threads_) t->Join();
+  absl::MutexLock lock(&exit_mu_);
+  VmExit exit =
+      exit_.value_or(VmExit{VmExit::Kind::kInternalError, kExitVmmFailure, "no exit reason"});
+  if (exit.kind == VmExit::Kind::kTimeout) {
+    for (const auto& vcpu : vcpus_) absl::StrAppend(&exit.message, "\n", vcpu->DumpRegisters());
+  }
+  return exit;
+}
+
+void Machine::RequestExit(VmExit exit) {
+  {
+    absl::MutexLock lock(&exit_mu_);
+    if (exit_.has_value()) return;
+    exit_ = std::move(exit);
+  }
+  vcpu_control_.Stop();
+  loop_->Stop();
+}
+
+}  // namespace keel::vmm

@@ -1,0 +1,102 @@
+// Machine: one x86-64 VM assembled from a MachineConfig — guest memory, the KVM VM with its
+// in-kernel irqchip and PIT, the legacy devices, the loaded kernel and platform tables, the
+// vCPU threads — run until it exits.
+//
+// Threads: Run() turns the calling thread into the VM's I/O thread (its EventLoop handles
+// signals, timers and device fds) and starts one thread per vCPU. RequestExit may be called
+// from any thread; the first request decides the exit.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "base/event_loop.h"
+#include "base/fd.h"
+#include "vmm/devices/bus.h"
+#include "vmm/devices/console.h"
+#include "vmm/devices/interrupt.h"
+#include "vmm/devices/legacy.h"
+#include "vmm/devices/serial.h"
+#include "vmm/exit.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/kvm/x86_setup.h"
+#include "vmm/memory/guest_memory.h"
+#include "vmm/vcpu_thread.h"
+
+namespace keel::vmm {
+
+struct MachineConfig {
+  std::string kernel_path;
+  std::string initrd_path;  // empty: none
+  std::string cmdline;
+  uint64_t memory_mib = 128;
+  uint32_t vcpus = 1;
+  // Guest console: appended to this file; empty means the VMM's stdout.
+  std::string serial_log_path;
+  // Stop the VM (exit status 3) if it has not ended after this many seconds; 0: never.
+  uint32_t boot_timeout_s = 0;
+};
+
+class Machine : public ExitSink {
+ public:
+  // Builds the VM and loads the kernel; nothing runs yet. Errors whose code is
+  // InvalidArgument, NotFound, PermissionDenied, FailedPrecondition or ResourceExhausted are
+  // caused by the configuration (exit status 2); others are VMM failures (exit status 3).
+  static absl::StatusOr<std::unique_ptr<Machine>> Create(Kvm& kvm, const MachineConfig& config);
+  ~Machine() override;
+
+  // Runs the VM on the calling thread until it exits, and returns why.
+  VmExit Run();
+
+  void RequestExit(VmExit exit) override;
+
+  // The newest guest console output kept in memory, for controllers.
+  static constexpr size_t kConsoleLogBytes = 256 * 1024;
+
+  const GuestMemory& memory() const { return memory_; }
+  const ConsoleLog& console_log() const { return console_log_; }
+  uint64_t console_bytes() const { return serial_->bytes_written(); }
+
+ private:
+  Machine(const MachineConfig& config, GuestMemory memory, std::unique_ptr<Vm> vm,
+          std::unique_ptr<EventLoop> loop);
+  absl::Status SetUpPlatform(Kvm& kvm);
+  absl::Status SetUpLegacyDevices();
+  absl::StatusOr<BootCpuState> LoadKernelAndTables();
+  absl::Status SetUpVcpus(Kvm& kvm, const BootCpuState& boot_cpu);
+  absl::Status WatchSignalsAndTimeout();
+
+  MachineConfig config_;
+  GuestMemory memory_;
+  std::unique_ptr<Vm> vm_;
+  std::unique_ptr<EventLoop> loop_;
+  Bus pio_bus_{"port I/O"};
+  Bus mmio_bus_{"MMIO"};
+
+  ScopedFd serial_log_;
+  std::unique_ptr<FdConsoleSink> console_fds_;
+  ConsoleLog console_log_{kConsoleLogBytes};
+  std::unique_ptr<IrqfdInterrupt> serial_irq_;
+  std::unique_ptr<Serial8250> serial_;
+  std::unique_ptr<I8042> i8042_;
+  std::unique_ptr<DebugExit> debug_exit_;
+  std::unique_ptr<AcpiSleepControl> acpi_sleep_;
+  NullDevice null_device_;
+
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  VcpuControl vcpu_control_;
+  std::vector<std::unique_ptr<VcpuThread>> vcpu_threads_;
+
+  ScopedFd signal_fd_;
+  ScopedFd timer_fd_;
+
+  absl::Mutex exit_mu_;
+  std::optional<VmExit> exit_ ABSL_GUARDED_BY(exit_mu_);
+};
+
+}  // namespace keel::vmm
