@@ -1,8 +1,6 @@
 // ACPI table reading (see acpi.h). Offsets cite ACPI 6.5 §5.2 tables.
 #include "acpi.h"
 
-#include <stdarg.h>
-
 #include "arch.h"
 #include "lib.h"
 #include "printf.h"
@@ -53,25 +51,17 @@ static uint64_t find_rsdp(uint64_t hint) {
   return scan_rsdp(0xE0000, 0x100000);
 }
 
-static const char* fail(char* err, size_t n, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fmt_vsnprintf(err, n, fmt, ap);
-  va_end(ap);
-  return err;
-}
-
 // Records the table at `addr` (if there is room) and checks its header and checksum.
 static const char* add_table(struct acpi_info* a, uint64_t addr, struct acpi_table_ref** out,
                              char* err, size_t n) {
   if (!mapped(addr, HEADER_LEN))
-    return fail(err, n, "table pointer 0x%lx is not in the low 4 GiB", addr);
+    return fmt_error(err, n, "table pointer 0x%lx is not in the low 4 GiB", addr);
   uint32_t len = le32(ptr(addr) + 4);
   if (len < HEADER_LEN || len > TABLE_MAX_LEN || !mapped(addr, len))
-    return fail(err, n, "table %.4s at 0x%lx has a bad length %u", (const char*)ptr(addr), addr,
-                len);
+    return fmt_error(err, n, "table %.4s at 0x%lx has a bad length %u", (const char*)ptr(addr),
+                     addr, len);
   if (a->table_count == ACPI_MAX_TABLES)
-    return fail(err, n, "more than %d tables", ACPI_MAX_TABLES);
+    return fmt_error(err, n, "more than %d tables", ACPI_MAX_TABLES);
   struct acpi_table_ref* t = &a->tables[a->table_count++];
   memcpy(t->sig, ptr(addr), 4);
   t->sig[4] = '\0';
@@ -79,7 +69,8 @@ static const char* add_table(struct acpi_info* a, uint64_t addr, struct acpi_tab
   t->len = len;
   t->checksum_ok = sum(ptr(addr), len) == 0;
   *out = t;
-  if (!t->checksum_ok) return fail(err, n, "table %s at 0x%lx has a bad checksum", t->sig, addr);
+  if (!t->checksum_ok)
+    return fmt_error(err, n, "table %s at 0x%lx has a bad checksum", t->sig, addr);
   return NULL;
 }
 
@@ -90,7 +81,7 @@ static const char* read_fadt(struct acpi_info* a, const struct acpi_table_ref* t
   acpi_parse_fadt(ptr(t->addr), t->len, &f);
   a->hw_reduced = f.hw_reduced;
   a->sleep_control = f.sleep_control;
-  if (!f.dsdt) return fail(err, n, "the FADT gives no DSDT");
+  if (!f.dsdt) return fmt_error(err, n, "the FADT gives no DSDT");
   a->dsdt = f.dsdt;
   return NULL;
 }
@@ -102,12 +93,12 @@ static const char* read_fadt(struct acpi_info* a, const struct acpi_table_ref* t
 static const char* read_madt(struct acpi_info* a, const struct acpi_table_ref* t, char* err,
                              size_t n) {
   const uint8_t* p = ptr(t->addr);
-  if (t->len < 44) return fail(err, n, "the MADT is too short (%u bytes)", t->len);
+  if (t->len < 44) return fmt_error(err, n, "the MADT is too short (%u bytes)", t->len);
   a->lapic_addr = le32(p + 36);
   for (uint32_t off = 44; off + 2 <= t->len;) {
     uint8_t type = p[off], len = p[off + 1];
     if (len < 2 || off + len > t->len)
-      return fail(err, n, "MADT entry at offset %u has a bad length %u", off, len);
+      return fmt_error(err, n, "MADT entry at offset %u has a bad length %u", off, len);
     const uint8_t* e = p + off;
     if ((type == 0 && len >= 8) || (type == 9 && len >= 16)) {
       if (a->cpu_count < ACPI_MAX_CPUS) {
@@ -130,7 +121,8 @@ static const char* read_madt(struct acpi_info* a, const struct acpi_table_ref* t
 const char* acpi_read(struct acpi_info* a, uint64_t hint, char* err, size_t n) {
   memset(a, 0, sizeof(*a));
   a->rsdp = find_rsdp(hint);
-  if (!a->rsdp) return fail(err, n, "no valid RSDP (hint 0x%lx, scanned 0xE0000-0xFFFFF)", hint);
+  if (!a->rsdp)
+    return fmt_error(err, n, "no valid RSDP (hint 0x%lx, scanned 0xE0000-0xFFFFF)", hint);
   const uint8_t* r = ptr(a->rsdp);
   a->rsdp_revision = r[15];
   memcpy(a->oem_id, r + 9, 6);
@@ -141,8 +133,8 @@ const char* acpi_read(struct acpi_info* a, uint64_t hint, char* err, size_t n) {
   const char* e = add_table(a, a->root, &root, err, n);
   if (e) return e;
   if (memcmp(root->sig, a->root_is_xsdt ? "XSDT" : "RSDT", 4) != 0)
-    return fail(err, n, "the RSDP points at a %s, not an %s", root->sig,
-                a->root_is_xsdt ? "XSDT" : "RSDT");
+    return fmt_error(err, n, "the RSDP points at a %s, not an %s", root->sig,
+                     a->root_is_xsdt ? "XSDT" : "RSDT");
   uint32_t entry_size = a->root_is_xsdt ? 8 : 4;
   uint64_t root_addr = root->addr;
   uint32_t entries = (root->len - HEADER_LEN) / entry_size;
@@ -154,14 +146,14 @@ const char* acpi_read(struct acpi_info* a, uint64_t hint, char* err, size_t n) {
     if (memcmp(t->sig, "FACP", 4) == 0 && (e = read_fadt(a, t, err, n))) return e;
     if (memcmp(t->sig, "APIC", 4) == 0 && (e = read_madt(a, t, err, n))) return e;
   }
-  if (!a->dsdt) return fail(err, n, "no FADT (FACP) in the %s", root->sig);
+  if (!a->dsdt) return fmt_error(err, n, "no FADT (FACP) in the %s", root->sig);
   struct acpi_table_ref* dsdt;
   if ((e = add_table(a, a->dsdt, &dsdt, err, n))) return e;
   if (memcmp(dsdt->sig, "DSDT", 4) != 0)
-    return fail(err, n, "the FADT's DSDT pointer leads to a %s", dsdt->sig);
+    return fmt_error(err, n, "the FADT's DSDT pointer leads to a %s", dsdt->sig);
   a->dsdt_len = dsdt->len;
   a->has_s5 = aml_find_s5(ptr(a->dsdt) + HEADER_LEN, a->dsdt_len - HEADER_LEN, &a->s5_slp_typ);
-  if (a->cpu_count == 0) return fail(err, n, "no MADT (APIC) with CPUs in the %s", root->sig);
+  if (a->cpu_count == 0) return fmt_error(err, n, "no MADT (APIC) with CPUs in the %s", root->sig);
   return NULL;
 }
 

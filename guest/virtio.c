@@ -2,8 +2,6 @@
 // and the initialisation order are virtio 1.2 §4.2.2 and §3.1.1.
 #include "virtio.h"
 
-#include <stdarg.h>
-
 #include "acpi.h"
 #include "arch.h"
 #include "cmdline.h"
@@ -41,14 +39,6 @@
 
 // The LAPIC timer period that bounds each halt in interrupt mode (~10 ms at 1 GHz).
 #define IRQ_MODE_TIMER_COUNT 10000000
-
-static const char* fmt_err(char* err, size_t n, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fmt_vsnprintf(err, n, fmt, ap);
-  va_end(ap);
-  return err;
-}
 
 static uint32_t rd(const struct virtio_dev* d, uint32_t off) { return mmio_read32(d->base + off); }
 static void wr(const struct virtio_dev* d, uint32_t off, uint32_t v) {
@@ -121,7 +111,7 @@ const char* virtio_find(const struct boot_info* boot, uint32_t device_id, int in
   static struct virtio_window wins[VIRTIO_MAX_DEVICES];
   const char* e;
   int count = virtio_discover(boot, wins, VIRTIO_MAX_DEVICES, &e);
-  if (e) return fmt_err(err, n, "%s", e);
+  if (e) return fmt_error(err, n, "%s", e);
   int seen = 0;
   for (int i = 0; i < count; i++) {
     const struct virtio_window* w = &wins[i];
@@ -137,21 +127,21 @@ const char* virtio_find(const struct boot_info* boot, uint32_t device_id, int in
     if (p.magic != VIRTIO_MMIO_MAGIC || p.device_id != device_id) continue;
     if (seen++ != index) continue;
     if (p.version == 1)
-      return fmt_err(err, n,
-                     "virtio-mmio device at 0x%lx is legacy (version 1); the guest drives "
-                     "version 2 only (QEMU: -global virtio-mmio.force-legacy=false)",
-                     w->base);
+      return fmt_error(err, n,
+                       "virtio-mmio device at 0x%lx is legacy (version 1); the guest drives "
+                       "version 2 only (QEMU: -global virtio-mmio.force-legacy=false)",
+                       w->base);
     if (p.version != 2)
-      return fmt_err(err, n, "virtio-mmio device at 0x%lx has unknown version %u", w->base,
-                     p.version);
+      return fmt_error(err, n, "virtio-mmio device at 0x%lx has unknown version %u", w->base,
+                       p.version);
     memset(dev, 0, sizeof(*dev));
     dev->win = *w;
     dev->base = w->base;
     dev->device_id = device_id;
     return NULL;
   }
-  return fmt_err(err, n, "no virtio device with id %u number %d (found %d of %d windows)",
-                 device_id, index, seen, count);
+  return fmt_error(err, n, "no virtio device with id %u number %d (found %d of %d windows)",
+                   device_id, index, seen, count);
 }
 
 // --- Transport --------------------------------------------------------------------------
@@ -170,7 +160,7 @@ void virtio_fail(struct virtio_dev* d) {
 
 const char* virtio_negotiate(struct virtio_dev* d, uint64_t wanted, char* err, size_t n) {
   virtio_reset(d);
-  if (rd(d, REG_STATUS) != 0) return fmt_err(err, n, "device at 0x%lx did not reset", d->base);
+  if (rd(d, REG_STATUS) != 0) return fmt_error(err, n, "device at 0x%lx did not reset", d->base);
   wr(d, REG_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
   wr(d, REG_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
   wr(d, REG_DEVICE_FEATURES_SEL, 0);
@@ -180,8 +170,8 @@ const char* virtio_negotiate(struct virtio_dev* d, uint64_t wanted, char* err, s
   d->device_features = hi << 32 | lo;
   if (!(d->device_features & VIRTIO_BIT(VIRTIO_F_VERSION_1))) {
     virtio_fail(d);
-    return fmt_err(err, n, "device at 0x%lx does not offer VIRTIO_F_VERSION_1 (features 0x%lx)",
-                   d->base, d->device_features);
+    return fmt_error(err, n, "device at 0x%lx does not offer VIRTIO_F_VERSION_1 (features 0x%lx)",
+                     d->base, d->device_features);
   }
   uint64_t accept = VIRTIO_BIT(VIRTIO_F_VERSION_1) | (d->device_features & wanted);
   wr(d, REG_DRIVER_FEATURES_SEL, 0);
@@ -193,8 +183,8 @@ const char* virtio_negotiate(struct virtio_dev* d, uint64_t wanted, char* err, s
   uint32_t back = rd(d, REG_STATUS);
   if (!(back & VIRTIO_STATUS_FEATURES_OK)) {
     virtio_fail(d);
-    return fmt_err(err, n, "device at 0x%lx refused features 0x%lx (status 0x%x)", d->base, accept,
-                   back);
+    return fmt_error(err, n, "device at 0x%lx refused features 0x%lx (status 0x%x)", d->base,
+                     accept, back);
   }
   d->features = accept;
   return NULL;
@@ -231,7 +221,7 @@ const char* virtio_use_irq(struct virtio_dev* d, const struct boot_info* boot, c
   const char* e = acpi_read(&a, boot->rsdp, buf, sizeof(buf));
   int ioapics = e && a.ioapic_count == 0 ? 0 : a.ioapic_count;  // none: the default IOAPIC
   if (!irq_find_gsi(a.ioapics, ioapics, d->win.gsi, &d->route))
-    return fmt_err(err, n, "no IOAPIC serves the device's GSI %u", d->win.gsi);
+    return fmt_error(err, n, "no IOAPIC serves the device's GSI %u", d->win.gsi);
   irq_route_gsi(&d->route, d->win.irq_active_low);
   irq_timer_start(IRQ_MODE_TIMER_COUNT);
   d->use_irq = true;
@@ -264,9 +254,9 @@ const char* vq_init(struct vq* q, struct virtio_dev* d, uint16_t index, uint16_t
   memset(q, 0, sizeof(*q));
   wr(d, REG_QUEUE_SEL, index);
   if (rd(d, REG_QUEUE_READY) != 0)
-    return fmt_err(err, n, "queue %u is already ready right after a reset", index);
+    return fmt_error(err, n, "queue %u is already ready right after a reset", index);
   uint32_t max = rd(d, REG_QUEUE_NUM_MAX);
-  if (max == 0) return fmt_err(err, n, "queue %u is not available (QueueNumMax 0)", index);
+  if (max == 0) return fmt_error(err, n, "queue %u is not available (QueueNumMax 0)", index);
   uint32_t size = 1;
   while (size * 2 <= max && size * 2 <= want) size *= 2;
   q->dev = d;
@@ -286,7 +276,7 @@ const char* vq_init(struct vq* q, struct virtio_dev* d, uint16_t index, uint16_t
   }
   if (!q->desc || !q->avail || !q->used || !q->token || !q->chain || !q->in_flight ||
       (ind_max > 1 && q->ind_max && !q->ind))
-    return fmt_err(err, n, "out of memory for queue %u (size %u)", index, size);
+    return fmt_error(err, n, "out of memory for queue %u (size %u)", index, size);
   q->used_event = &q->avail->ring[size];
   q->avail_event = (volatile uint16_t*)&q->used->ring[size];
   for (uint32_t i = 0; i < size; i++) q->desc[i].next = (uint16_t)(i + 1);

@@ -1,5 +1,5 @@
 // keeltest=blk-bench,qd=N,bs=B,secs=S,rw=randread|randwrite|read|write[,disk=N]
-//                   [,indirect=0][,event_idx=0][,seed=N]
+//                   [,indirect=0][,event_idx=0][,seed=N][,queue=N]
 //
 // Keeps N requests in flight on a virtio-blk disk for S seconds, polling, and reports
 //   keeltest: blk-bench rw=<rw> qd=<n> bs=<n> iops=<n> mbps=<n.n> ios=<n> secs=<s>
@@ -14,6 +14,8 @@
 // completion is resubmitted at once and the whole batch costs one notification (fewer when
 // the device suppresses them with EVENT_IDX or NO_NOTIFY), the device is asked not to
 // interrupt. QD above a third of the queue needs INDIRECT_DESC (one descriptor a request).
+// The queue size asked for is queue= (default: 256, or 3 * qd up to 1024 when larger),
+// capped by the device's QueueNumMax.
 #include "arch.h"
 #include "lib.h"
 #include "mem.h"
@@ -80,6 +82,8 @@ static const char* parse(struct bench* x, struct scenario_ctx* ctx, char* err, s
   // Room for qd requests of 3 descriptors each unless indirect ones are used.
   uint32_t want = 256;
   while (want < 3 * x->qd && want < 1024) want *= 2;
+  want = (uint32_t)scenario_arg_u64(a, "queue", want, &ok);
+  if (!ok || want < 1 || want > 32768) return "queue must be 1-32768";
   o.queue_size = (uint16_t)want;
   const char* e = blk_open(&x->b, ctx->boot, disk, &o, err, n);
   if (e) return e;

@@ -53,15 +53,6 @@ struct rw {
   char err[200];
 };
 
-static const char* failf(struct rw* r, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
-static const char* failf(struct rw* r, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fmt_vsnprintf(r->err, sizeof(r->err), fmt, ap);
-  va_end(ap);
-  return r->err;
-}
-
 static void fill_sector(uint8_t* p, uint64_t s) {
   for (int i = 0; i < 8; i++) p[i] = (uint8_t)(s >> (8 * i));
   uint8_t v = (uint8_t)(s * 31 + 8);
@@ -138,8 +129,9 @@ static const char* check_chunk(struct rw* r, int c) {
     uint8_t want;
     int at = pattern_mismatch(r->chunk[c] + (size_t)i * BLK_SECTOR, s, &want);
     if (at >= 0)
-      return failf(r, "sector %lu byte %d reads 0x%02x, the pattern has 0x%02x", s, at,
-                   r->chunk[c][(size_t)i * BLK_SECTOR + at], want);
+      return fmt_error(r->err, sizeof(r->err),
+                       "sector %lu byte %d reads 0x%02x, the pattern has 0x%02x", s, at,
+                       r->chunk[c][(size_t)i * BLK_SECTOR + at], want);
   }
   return NULL;
 }
@@ -168,20 +160,22 @@ static const char* pass(struct rw* r, bool write, bool verify) {
       struct vq_buf segs[64];
       int nseg = segments(r, r->chunk[c], count * BLK_SECTOR, segs);
       if (blk_submit(b, type, start, segs, nseg, (uint32_t)c) < 0)
-        return failf(r, "no room in the queue for a request of %d buffers", nseg + 2);
+        return fmt_error(r->err, sizeof(r->err), "no room in the queue for a request of %d buffers",
+                         nseg + 2);
       inflight++;
     }
     blk_kick(b);
     if (!inflight) break;
     if (!vq_wait(&b->q, tsc_deadline_us(r->timeout_ms * 1000)))
-      return failf(r, "no completion within %lu ms (%d requests in flight)", r->timeout_ms,
-                   inflight);
+      return fmt_error(r->err, sizeof(r->err),
+                       "no completion within %lu ms (%d requests in flight)", r->timeout_ms,
+                       inflight);
     struct blk_done d;
     while (blk_reap(b, &d)) {
       int c = (int)d.cookie;
       if (d.status != VIRTIO_BLK_S_OK)
-        return failf(r, "%s of sectors %lu+%u: status %u", write ? "OUT" : "IN", r->chunk_start[c],
-                     r->chunk_count[c], d.status);
+        return fmt_error(r->err, sizeof(r->err), "%s of sectors %lu+%u: status %u",
+                         write ? "OUT" : "IN", r->chunk_start[c], r->chunk_count[c], d.status);
       const char* e = verify ? check_chunk(r, c) : NULL;
       if (e) return e;
       if (write) {
@@ -192,7 +186,7 @@ static const char* pass(struct rw* r, bool write, bool verify) {
       free_chunks[nfree++] = c;
       inflight--;
     }
-    if (b->error) return failf(r, "%s", b->error);
+    if (b->error) return fmt_error(r->err, sizeof(r->err), "%s", b->error);
   }
   return NULL;
 }
@@ -209,7 +203,8 @@ static const char* get_id(struct rw* r) {
     return NULL;
   }
   if (st != VIRTIO_BLK_S_OK)
-    return failf(r, "GET_ID: status %d (%s)", st, r->b.error ? r->b.error : "");
+    return fmt_error(r->err, sizeof(r->err), "GET_ID: status %d (%s)", st,
+                     r->b.error ? r->b.error : "");
   // The serial is up to 20 bytes, NUL-terminated only when shorter (§5.2.6).
   char serial[VIRTIO_BLK_ID_BYTES + 1];
   size_t n = strnlen((const char*)r->scratch, VIRTIO_BLK_ID_BYTES);
@@ -232,8 +227,9 @@ static const char* ranged(struct rw* r, uint32_t type, uint64_t start, uint32_t 
     *seg = (struct virtio_blk_discard_write_zeroes){start + done, n, flags};
     int st = sync_req(r, type, 0, seg, sizeof(*seg));
     if (st != VIRTIO_BLK_S_OK)
-      return failf(r, "%s of sectors %lu+%u: status %d",
-                   type == VIRTIO_BLK_T_DISCARD ? "DISCARD" : "WRITE_ZEROES", start + done, n, st);
+      return fmt_error(r->err, sizeof(r->err), "%s of sectors %lu+%u: status %d",
+                       type == VIRTIO_BLK_T_DISCARD ? "DISCARD" : "WRITE_ZEROES", start + done, n,
+                       st);
     done += n;
   }
   return NULL;
@@ -245,14 +241,15 @@ static const char* read_check(struct rw* r, uint64_t start, uint32_t count, bool
   for (uint32_t i = 0; i < count; i += 16) {
     uint32_t n = count - i < 16 ? count - i : 16;
     int st = sync_req(r, VIRTIO_BLK_T_IN, start + i, r->scratch, n * BLK_SECTOR);
-    if (st != VIRTIO_BLK_S_OK) return failf(r, "IN of sectors %lu+%u: status %d", start + i, n, st);
+    if (st != VIRTIO_BLK_S_OK)
+      return fmt_error(r->err, sizeof(r->err), "IN of sectors %lu+%u: status %d", start + i, n, st);
     for (uint32_t k = 0; k < n; k++) {
       const uint8_t* p = r->scratch + (size_t)k * BLK_SECTOR;
       uint8_t want;
       if (all_zero(p, BLK_SECTOR) || (pattern_ok && pattern_mismatch(p, start + i + k, &want) < 0))
         continue;
-      return failf(r, "sector %lu reads neither zeros%s", start + i + k,
-                   pattern_ok ? " nor the pattern" : "");
+      return fmt_error(r->err, sizeof(r->err), "sector %lu reads neither zeros%s", start + i + k,
+                       pattern_ok ? " nor the pattern" : "");
     }
   }
   return NULL;
@@ -290,11 +287,13 @@ static const char* past_end(struct rw* r) {
   uint64_t cap = r->b.capacity;
   int st = sync_req(r, VIRTIO_BLK_T_IN, cap, r->scratch, unit);
   if (st != VIRTIO_BLK_S_IOERR)
-    return failf(r, "IN at sector %lu (the capacity) gave status %d, want IOERR (1)", cap, st);
+    return fmt_error(r->err, sizeof(r->err),
+                     "IN at sector %lu (the capacity) gave status %d, want IOERR (1)", cap, st);
   st = sync_req(r, VIRTIO_BLK_T_IN, cap - unit / BLK_SECTOR, r->scratch, 2 * unit);
   if (st != VIRTIO_BLK_S_IOERR)
-    return failf(r, "IN across the end (sector %lu, %u bytes) gave status %d, want IOERR (1)",
-                 cap - unit / BLK_SECTOR, 2 * unit, st);
+    return fmt_error(r->err, sizeof(r->err),
+                     "IN across the end (sector %lu, %u bytes) gave status %d, want IOERR (1)",
+                     cap - unit / BLK_SECTOR, 2 * unit, st);
   KT_LINE("blk past-end ioerr ok");
   return NULL;
 }
@@ -303,7 +302,8 @@ static const char* read_only_write(struct rw* r) {
   fill_sector(r->scratch, 0);
   int st = sync_req(r, VIRTIO_BLK_T_OUT, 0, r->scratch, BLK_SECTOR);
   if (st != VIRTIO_BLK_S_IOERR)
-    return failf(r, "OUT to a read-only disk gave status %d, want IOERR (1)", st);
+    return fmt_error(r->err, sizeof(r->err),
+                     "OUT to a read-only disk gave status %d, want IOERR (1)", st);
   KT_LINE("blk read-only ok");
   return NULL;
 }
@@ -323,24 +323,28 @@ static const char* setup(struct rw* r, struct scenario_ctx* ctx, bool* verify_on
   r->timeout_ms = scenario_arg_u64(a, "timeout_ms", 30000, &ok);
   uint64_t qd = scenario_arg_u64(a, "qd", 16, &ok);
   if (!ok) return "disk, indirect, event_idx, irq, verify, full, qd and timeout_ms take numbers";
-  if (qd == 0 || qd > MAX_QD) return failf(r, "qd must be 1-%d", MAX_QD);
+  if (qd == 0 || qd > MAX_QD) return fmt_error(r->err, sizeof(r->err), "qd must be 1-%d", MAX_QD);
   const char* e = blk_open(&r->b, ctx->boot, disk, &o, r->err, sizeof(r->err));
   if (e) return e;
   struct blk* b = &r->b;
-  if (b->capacity < 16) return failf(r, "the disk has only %lu sectors", b->capacity);
+  if (b->capacity < 16)
+    return fmt_error(r->err, sizeof(r->err), "the disk has only %lu sectors", b->capacity);
   if (b->blk_size % BLK_SECTOR || b->blk_size > 4096)
-    return failf(r, "blk_size %u is not a multiple of 512 up to 4096", b->blk_size);
+    return fmt_error(r->err, sizeof(r->err), "blk_size %u is not a multiple of 512 up to 4096",
+                     b->blk_size);
   // 4 KiB buffers (fewer if size_max says so), up to 16 per request (seg_max permitting).
   r->seg_bytes = 4096;
   if (b->size_max && b->size_max < r->seg_bytes) r->seg_bytes = b->size_max & ~(BLK_SECTOR - 1);
-  if (r->seg_bytes < b->blk_size) return failf(r, "size_max %u is below blk_size", b->size_max);
+  if (r->seg_bytes < b->blk_size)
+    return fmt_error(r->err, sizeof(r->err), "size_max %u is below blk_size", b->size_max);
   r->nseg = b->seg_max < 16 ? b->seg_max : 16;
   r->chunk_sectors = r->nseg * r->seg_bytes / BLK_SECTOR;
   int per_req = vq_descs_needed(&b->q, (int)r->nseg + 2, b->indirect);
   r->qd = (int)qd;
   if (r->qd > b->q.size / per_req) r->qd = b->q.size / per_req;
   if (r->qd < 1)
-    return failf(r, "the queue (%u) cannot hold one request of %u buffers", b->q.size, r->nseg + 2);
+    return fmt_error(r->err, sizeof(r->err), "the queue (%u) cannot hold one request of %u buffers",
+                     b->q.size, r->nseg + 2);
   for (int i = 0; i < r->qd; i++) {
     if (!(r->chunk[i] = mem_alloc(r->chunk_sectors * BLK_SECTOR, 4096)))
       return "out of memory for buffers";
@@ -362,7 +366,7 @@ static int run_blk_rw(struct scenario_ctx* ctx) {
     e = pass(&r, true, false);
     if (!e && b->flush) {
       int st = sync_req(&r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0);
-      if (st != VIRTIO_BLK_S_OK) e = failf(&r, "FLUSH: status %d", st);
+      if (st != VIRTIO_BLK_S_OK) e = fmt_error(r.err, sizeof(r.err), "FLUSH: status %d", st);
       if (!e) KT_LINE("blk flush ok");
     }
     if (!e) e = pass(&r, false, true);

@@ -8,8 +8,9 @@
 //     02:00:00:00:00:02, a unicast address no bridge knows: dropped cheaply), keeping the
 //     transmit queue full for S seconds. packets counts frames the device completed.
 //   dir=rx: prints "keeltest: net-bench rx ready", then counts received frames (buffers are
-//     reposted at once) for S seconds from the first frame; size= is then the average
-//     frame length seen. FAIL if nothing arrives within wait_s seconds.
+//     reposted at once) for S seconds from the first frame. The size printed is size= when
+//     given (what the host says it sends), else the average frame length seen. FAIL if
+//     nothing arrives within wait_s seconds.
 // Result:
 //   keeltest: net-bench dir=<dir> size=<n> pps=<n> gbps=<n.nn> packets=<n>
 //   keeltest: net-bench detail notifies=<n> queue=<n> event_idx=<0|1> elapsed_us=<n>
@@ -30,6 +31,7 @@ struct nb {
   struct net n;
   bool tx;
   uint32_t size, secs, wait_s;
+  bool size_given;
   uint16_t port;
   uint8_t ip[4], dst_ip[4], dst_mac[6];
   char err[160];
@@ -131,7 +133,8 @@ static const char* run_rx(struct nb* b) {
     }
   }
   uint64_t elapsed_us = ((now < end ? now : end) - start) * 1000000 / hz;
-  report(b, &n->rx, packets, bytes, elapsed_us, packets ? (uint32_t)(bytes / packets) : 0);
+  uint32_t size = b->size_given ? b->size : packets ? (uint32_t)(bytes / packets) : 0;
+  report(b, &n->rx, packets, bytes, elapsed_us, size);
   return NULL;
 }
 
@@ -143,6 +146,7 @@ static const char* parse(struct nb* b, struct scenario_ctx* ctx, struct net_opti
   b->tx = strcmp(dir, "tx") == 0;
   bool ok = true;
   b->size = (uint32_t)scenario_arg_u64(a, "size", 64, &ok);
+  b->size_given = scenario_arg(a, "size") != NULL;
   b->secs = (uint32_t)scenario_arg_u64(a, "secs", 5, &ok);
   b->wait_s = (uint32_t)scenario_arg_u64(a, "wait_s", 30, &ok);
   b->port = (uint16_t)scenario_arg_u64(a, "port", 9, &ok);
