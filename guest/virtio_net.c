@@ -78,7 +78,7 @@ const char* net_open(struct net* n, const struct boot_info* boot, int index,
   for (uint32_t i = 0; i < n->rx.size; i++) rx_post(n, i);
   if (o->irq && (e = virtio_use_irq(&n->dev, boot, err, errn))) return e;
   virtio_driver_ok(&n->dev);
-  net_rx_kick(n);  // §3.1.1: buffers may be made available once DRIVER_OK is set
+  net_rx_kick(n);  // §3.1.1: no notification before DRIVER_OK (the buffers went in before)
   KT_LINE(
       "net dev %d 0x%lx mac=%02x:%02x:%02x:%02x:%02x:%02x mtu=%u link=%s rx_queue=%u "
       "tx_queue=%u mrg_rxbuf=%d csum=%d guest_csum=%d event_idx=%d irq=%d features=0x%lx",
