@@ -10,9 +10,11 @@ Run inside a namespace (ip netns exec NS python3 net_host.py ...):
                                           AF_PACKET socket); prints "sent N"
 """
 
+import atexit
 import ctypes
 import ctypes.util
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -119,8 +121,9 @@ class NetNs:
         return ["ip", "netns", "exec", self.name]
 
     def __enter__(self):
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)  # a stale one
+        self.close()  # a stale one from a run that was killed
         subprocess.run(["ip", "netns", "add", self.name], check=True, capture_output=True)
+        atexit.register(self.close)
         try:
             # No IPv6 chatter (router solicitations, MLD) on the guest's link.
             subprocess.run(self.prefix() + ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
@@ -138,6 +141,14 @@ class NetNs:
         return self
 
     def close(self):
+        """Kills whatever still runs in the namespace (a VMM holding the tap), then removes
+        it with its bridge and tap. Idempotent."""
+        r = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True)
+        for pid in r.stdout.split():
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
     def __exit__(self, *exc):

@@ -7,6 +7,7 @@ clean QEMU shutdown (ACPI soft-off) is status 0.
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import unittest
@@ -60,6 +61,9 @@ def main(doc, set_elf, extra_skip=None):
         sys.stderr.write(doc)
         return 2
     set_elf(sys.argv.pop(1))
+    # meson stops a test that runs too long with SIGTERM: exit normally then, so cleanups
+    # (temporary directories, network namespaces) still run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     reason = skip_reason() or (extra_skip() if extra_skip else None)
     if reason:
         print("SKIP: " + reason)
