@@ -1,5 +1,6 @@
 // keeltest=net-bench,dir=tx|rx,size=BYTES,secs=S[,nic=N][,ip=A.B.C.D][,dst_ip=A.B.C.D]
 //                   [,dst_mac=aa:bb:cc:dd:ee:ff][,port=N][,wait_s=30][,event_idx=0]
+//                   [,offload=1]
 //
 // Polling packet benchmark on a virtio-net device.
 //   dir=tx: sends identical UDP/IPv4 frames of `size` bytes (the Ethernet frame as handed to
@@ -7,6 +8,8 @@
 //     `port` to dst_ip (10.0.0.1) port `port` (default 9, discard) at dst_mac (default
 //     02:00:00:00:00:02, a unicast address no bridge knows: dropped cheaply), keeping the
 //     transmit queue full for S seconds. packets counts frames the device completed.
+//     offload=1 leaves the UDP checksum to the device (VIRTIO_NET_F_CSUM: header flag
+//     NEEDS_CSUM, csum_start 34, csum_offset 6, the pseudo-header sum in the field).
 //   dir=rx: prints "keeltest: net-bench rx ready", then counts received frames (buffers are
 //     reposted at once) for S seconds from the first frame. The size printed is size= when
 //     given (what the host says it sends), else the average frame length seen. FAIL if
@@ -31,13 +34,14 @@ struct nb {
   struct net n;
   bool tx;
   uint32_t size, secs, wait_s;
-  bool size_given;
+  bool size_given, offload;
+  struct virtio_net_hdr hdr;  // sent with every frame
   uint16_t port;
   uint8_t ip[4], dst_ip[4], dst_mac[6];
   char err[160];
 };
 
-static void build_udp(const struct nb* b, uint8_t* f) {
+static void build_udp(struct nb* b, uint8_t* f) {
   uint16_t udp_len = (uint16_t)(b->size - ETH_HLEN - IPV4_HLEN);
   eth_header(f, b->dst_mac, b->n.mac, ETH_TYPE_IPV4);
   ipv4_header(f + ETH_HLEN, 0, IP_PROTO_UDP, b->ip, b->dst_ip, udp_len);
@@ -54,6 +58,11 @@ static void build_udp(const struct nb* b, uint8_t* f) {
   pseudo[8] = 0;
   pseudo[9] = IP_PROTO_UDP;
   be16_put(pseudo + 10, udp_len);
+  if (b->offload) {
+    // RFC 1071 folded pseudo-header sum, not complemented: the device finishes the job.
+    be16_put(u + 6, (uint16_t)~inet_csum(pseudo, sizeof(pseudo), 0));
+    return;
+  }
   uint16_t c = inet_csum(u, udp_len, inet_sum(pseudo, sizeof(pseudo), 0));
   be16_put(u + 6, c ? c : 0xFFFF);
 }
@@ -77,7 +86,7 @@ static const char* run_tx(struct nb* b) {
   // Every buffer gets the same frame once; afterwards buffers are requeued untouched.
   while ((f = net_tx_buffer(n, &id))) {
     build_udp(b, f);
-    net_tx_queue(n, id, b->size, NULL);
+    net_tx_queue(n, id, b->size, &b->hdr);
   }
   uint64_t start = rdtsc(), end = start + hz * b->secs, last = start, now = start;
   net_tx_kick(n);
@@ -92,7 +101,7 @@ static const char* run_tx(struct nb* b) {
     }
     last = now;
     packets += done;
-    while (net_tx_buffer(n, &id)) net_tx_queue(n, id, b->size, NULL);
+    while (net_tx_buffer(n, &id)) net_tx_queue(n, id, b->size, &b->hdr);
     net_tx_kick(n);
   }
   uint64_t elapsed_us = (now - start) * 1000000 / hz;
@@ -152,7 +161,8 @@ static const char* parse(struct nb* b, struct scenario_ctx* ctx, struct net_opti
   b->port = (uint16_t)scenario_arg_u64(a, "port", 9, &ok);
   *nic = (int)scenario_arg_u64(a, "nic", 0, &ok);
   o->no_event_idx = scenario_arg_u64(a, "event_idx", 1, &ok) == 0;
-  if (!ok) return "size, secs, wait_s, port, nic and event_idx take numbers";
+  b->offload = scenario_arg_u64(a, "offload", 0, &ok) != 0;
+  if (!ok) return "size, secs, wait_s, port, nic, event_idx and offload take numbers";
   if (b->size < MIN_FRAME || b->size > MAX_FRAME) return "size must be 60-1514";
   if (b->secs < 1 || b->secs > 3600) return "secs must be 1-3600";
   const char* ip = scenario_arg(a, "ip");
@@ -172,6 +182,13 @@ static int run_net_bench(struct scenario_ctx* ctx) {
   const char* e = parse(&b, ctx, &o, &nic);
   if (!e) e = net_open(&b.n, ctx->boot, nic, &o, b.err, sizeof(b.err));
   if (!e && b.size > (uint32_t)b.n.mtu + ETH_HLEN) e = "size is above the device's MTU";
+  if (!e && b.offload && !b.n.csum)
+    e = "offload=1, but the device does not offer VIRTIO_NET_F_CSUM";
+  if (b.offload) {
+    b.hdr.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    b.hdr.csum_start = ETH_HLEN + IPV4_HLEN;
+    b.hdr.csum_offset = 6;  // the checksum field in the UDP header
+  }
   if (!e) e = b.tx ? run_tx(&b) : run_rx(&b);
   if (b.n.dev.base) virtio_reset(&b.n.dev);
   if (e) return scenario_fail(ctx, "%s", e);

@@ -133,15 +133,21 @@ class NetPing(NetTest):
 class NetBench(NetTest):
     LINE = r"^keeltest: net-bench dir=%s size=%d pps=\d+ gbps=\d+\.\d\d packets=(\d+)$"
 
-    def test_tx_frames_reach_the_tap(self):
+    def tx(self, size, extra=""):
         before = self.ns.stat("tap0", "rx_packets")
-        g = self.guest("keeltest=net-bench,dir=tx,size=64,secs=1")
+        g = self.guest("keeltest=net-bench,dir=tx,size=%d,secs=1%s" % (size, extra))
         status, lines = g.finish()
         self.assertEqual(status, guest_status(0), lines)
-        m = re.match(self.LINE % ("tx", 64), result_lines(lines)[-3])
+        m = re.match(self.LINE % ("tx", size), result_lines(lines)[-3])
         self.assertIsNotNone(m, lines)
         self.assertGreater(int(m.group(1)), 0)
         self.assertGreaterEqual(self.ns.stat("tap0", "rx_packets") - before, int(m.group(1)))
+
+    def test_tx_frames_reach_the_tap(self):
+        self.tx(64)
+
+    def test_tx_with_checksum_offload(self):
+        self.tx(1514, ",offload=1")
 
     def test_rx_counts_frames_from_the_tap(self):
         g = self.guest("keeltest=net-bench,dir=rx,size=1514,secs=1")
