@@ -1,8 +1,6 @@
 // ACPI table reading (see acpi.h). Offsets cite ACPI 6.5 §5.2 tables.
 #include "acpi.h"
 
-#include <stdarg.h>
-
 #include "arch.h"
 #include "lib.h"
 #include "printf.h"
@@ -53,25 +51,17 @@ static uint64_t find_rsdp(uint64_t hint) {
   return scan_rsdp(0xE0000, 0x100000);
 }
 
-static const char* fail(char* err, size_t n, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fmt_vsnprintf(err, n, fmt, ap);
-  va_end(ap);
-  return err;
-}
-
 // Records the table at `addr` (if there is room) and checks its header and checksum.
 static const char* add_table(struct acpi_info* a, uint64_t addr, struct acpi_table_ref** out,
                              char* err, size_t n) {
   if (!mapped(addr, HEADER_LEN))
-    return fail(err, n, "table pointer 0x%lx is not in the low 4 GiB", addr);
+    return fmt_error(err, n, "table pointer 0x%lx is not in the low 4 GiB", addr);
   uint32_t len = le32(ptr(addr) + 4);
   if (len < HEADER_LEN || len > TABLE_MAX_LEN || !mapped(addr, len))
-    return fail(err, n, "table %.4s at 0x%lx has a bad length %u", (const char*)ptr(addr), addr,
-                len);
+    return fmt_error(err, n, "table %.4s at 0x%lx has a bad length %u", (const char*)ptr(addr),
+                     addr, len);
   if (a->table_count == ACPI_MAX_TABLES)
-    return fail(err, n, "more than %d tables", ACPI_MAX_TABLES);
+    return fmt_error(err, n, "more than %d tables", ACPI_MAX_TABLES);
   struct acpi_table_ref* t = &a->tables[a->table_count++];
   memcpy(t->sig, ptr(addr), 4);
   t->sig[4] = '\0';
@@ -79,19 +69,20 @@ static const char* add_table(struct acpi_info* a, uint64_t addr, struct acpi_tab
   t->len = len;
   t->checksum_ok = sum(ptr(addr), len) == 0;
   *out = t;
-  if (!t->checksum_ok) return fail(err, n, "table %s at 0x%lx has a bad checksum", t->sig, addr);
+  if (!t->checksum_ok)
+    return fmt_error(err, n, "table %s at 0x%lx has a bad checksum", t->sig, addr);
   return NULL;
 }
 
-// FADT (§5.2.9): DSDT u32 @40, Flags u32 @112 (bit 20: HW_REDUCED_ACPI), X_DSDT u64 @140.
+// FADT (§5.2.9): acpi_parse_fadt reads the fields (DSDT, flags, sleep registers).
 static const char* read_fadt(struct acpi_info* a, const struct acpi_table_ref* t, char* err,
                              size_t n) {
-  const uint8_t* p = ptr(t->addr);
-  if (t->len >= 116) a->hw_reduced = (le32(p + 112) >> 20) & 1;
-  uint64_t dsdt = t->len >= 148 ? le64(p + 140) : 0;
-  if (!dsdt && t->len >= 44) dsdt = le32(p + 40);
-  if (!dsdt) return fail(err, n, "the FADT gives no DSDT");
-  a->dsdt = dsdt;
+  struct acpi_fadt f;
+  acpi_parse_fadt(ptr(t->addr), t->len, &f);
+  a->hw_reduced = f.hw_reduced;
+  a->sleep_control = f.sleep_control;
+  if (!f.dsdt) return fmt_error(err, n, "the FADT gives no DSDT");
+  a->dsdt = f.dsdt;
   return NULL;
 }
 
@@ -102,12 +93,12 @@ static const char* read_fadt(struct acpi_info* a, const struct acpi_table_ref* t
 static const char* read_madt(struct acpi_info* a, const struct acpi_table_ref* t, char* err,
                              size_t n) {
   const uint8_t* p = ptr(t->addr);
-  if (t->len < 44) return fail(err, n, "the MADT is too short (%u bytes)", t->len);
+  if (t->len < 44) return fmt_error(err, n, "the MADT is too short (%u bytes)", t->len);
   a->lapic_addr = le32(p + 36);
   for (uint32_t off = 44; off + 2 <= t->len;) {
     uint8_t type = p[off], len = p[off + 1];
     if (len < 2 || off + len > t->len)
-      return fail(err, n, "MADT entry at offset %u has a bad length %u", off, len);
+      return fmt_error(err, n, "MADT entry at offset %u has a bad length %u", off, len);
     const uint8_t* e = p + off;
     if ((type == 0 && len >= 8) || (type == 9 && len >= 16)) {
       if (a->cpu_count < ACPI_MAX_CPUS) {
@@ -130,7 +121,8 @@ static const char* read_madt(struct acpi_info* a, const struct acpi_table_ref* t
 const char* acpi_read(struct acpi_info* a, uint64_t hint, char* err, size_t n) {
   memset(a, 0, sizeof(*a));
   a->rsdp = find_rsdp(hint);
-  if (!a->rsdp) return fail(err, n, "no valid RSDP (hint 0x%lx, scanned 0xE0000-0xFFFFF)", hint);
+  if (!a->rsdp)
+    return fmt_error(err, n, "no valid RSDP (hint 0x%lx, scanned 0xE0000-0xFFFFF)", hint);
   const uint8_t* r = ptr(a->rsdp);
   a->rsdp_revision = r[15];
   memcpy(a->oem_id, r + 9, 6);
@@ -141,8 +133,8 @@ const char* acpi_read(struct acpi_info* a, uint64_t hint, char* err, size_t n) {
   const char* e = add_table(a, a->root, &root, err, n);
   if (e) return e;
   if (memcmp(root->sig, a->root_is_xsdt ? "XSDT" : "RSDT", 4) != 0)
-    return fail(err, n, "the RSDP points at a %s, not an %s", root->sig,
-                a->root_is_xsdt ? "XSDT" : "RSDT");
+    return fmt_error(err, n, "the RSDP points at a %s, not an %s", root->sig,
+                     a->root_is_xsdt ? "XSDT" : "RSDT");
   uint32_t entry_size = a->root_is_xsdt ? 8 : 4;
   uint64_t root_addr = root->addr;
   uint32_t entries = (root->len - HEADER_LEN) / entry_size;
@@ -154,13 +146,14 @@ const char* acpi_read(struct acpi_info* a, uint64_t hint, char* err, size_t n) {
     if (memcmp(t->sig, "FACP", 4) == 0 && (e = read_fadt(a, t, err, n))) return e;
     if (memcmp(t->sig, "APIC", 4) == 0 && (e = read_madt(a, t, err, n))) return e;
   }
-  if (!a->dsdt) return fail(err, n, "no FADT (FACP) in the %s", root->sig);
+  if (!a->dsdt) return fmt_error(err, n, "no FADT (FACP) in the %s", root->sig);
   struct acpi_table_ref* dsdt;
   if ((e = add_table(a, a->dsdt, &dsdt, err, n))) return e;
   if (memcmp(dsdt->sig, "DSDT", 4) != 0)
-    return fail(err, n, "the FADT's DSDT pointer leads to a %s", dsdt->sig);
+    return fmt_error(err, n, "the FADT's DSDT pointer leads to a %s", dsdt->sig);
   a->dsdt_len = dsdt->len;
-  if (a->cpu_count == 0) return fail(err, n, "no MADT (APIC) with CPUs in the %s", root->sig);
+  a->has_s5 = aml_find_s5(ptr(a->dsdt) + HEADER_LEN, a->dsdt_len - HEADER_LEN, &a->s5_slp_typ);
+  if (a->cpu_count == 0) return fmt_error(err, n, "no MADT (APIC) with CPUs in the %s", root->sig);
   return NULL;
 }
 
@@ -175,100 +168,7 @@ uint32_t acpi_isa_irq_to_gsi(const struct acpi_info* a, uint8_t irq, uint16_t* f
   return irq;
 }
 
-// --- AML (ACPI 6.5 §20.2) -------------------------------------------------------------
-
-// PkgLength (§20.2.4): bits 7-6 of the lead byte count the extra bytes; with none, bits
-// 5-0 are the length, else bits 3-0 are its low nibble. Returns bytes used, 0 if cut off.
-static size_t pkg_length(const uint8_t* p, const uint8_t* end, uint32_t* len) {
-  size_t extra = p[0] >> 6;
-  if (p + 1 + extra > end) return 0;
-  if (extra == 0) {
-    *len = p[0] & 0x3F;
-    return 1;
-  }
-  uint32_t v = p[0] & 0x0F;
-  for (size_t i = 0; i < extra; i++) v |= (uint32_t)p[1 + i] << (4 + 8 * i);
-  *len = v;
-  return 1 + extra;
-}
-
-static bool lead_name_char(uint8_t c) { return (c >= 'A' && c <= 'Z') || c == '_'; }
-
-// NameString (§20.2.2): root '\' or parent '^' prefixes, then a NameSeg, a
-// DualNamePrefix (0x2E) with two, a MultiNamePrefix (0x2F) with a count, or NullName.
-// Writes it as text ("\_SB_.COM1"). Returns bytes used, 0 if malformed.
-static size_t name_string(const uint8_t* p, const uint8_t* end, char* out, size_t cap) {
-  const uint8_t* s = p;
-  size_t o = 0;
-  while (s < end && (*s == '\\' || *s == '^') && o + 1 < cap) out[o++] = (char)*s++;
-  if (s >= end) return 0;
-  size_t segs = 1;
-  if (*s == 0x00) {
-    segs = 0, s++;
-  } else if (*s == 0x2E) {
-    segs = 2, s++;
-  } else if (*s == 0x2F) {
-    if (s + 1 >= end) return 0;
-    segs = s[1];
-    s += 2;
-  }
-  for (size_t i = 0; i < segs; i++) {
-    if (s + 4 > end || !lead_name_char(s[0])) return 0;
-    if (i && o + 1 < cap) out[o++] = '.';
-    for (int k = 0; k < 4 && o + 1 < cap; k++) out[o++] = (char)s[k];
-    s += 4;
-  }
-  out[o] = '\0';
-  return (size_t)(s - p);
-}
-
-static void eisa_id_text(uint32_t v, char out[8]) {
-  const char* hex = "0123456789ABCDEF";
-  uint8_t b0 = v & 0xFF, b1 = (v >> 8) & 0xFF, b2 = (v >> 16) & 0xFF, b3 = v >> 24;
-  out[0] = (char)('@' + ((b0 >> 2) & 0x1F));
-  out[1] = (char)('@' + (((b0 & 0x3) << 3) | (b1 >> 5)));
-  out[2] = (char)('@' + (b1 & 0x1F));
-  out[3] = hex[b2 >> 4];
-  out[4] = hex[b2 & 0xF];
-  out[5] = hex[b3 >> 4];
-  out[6] = hex[b3 & 0xF];
-  out[7] = '\0';
-}
-
-// Looks for Name(_HID, ...) in [p, end), stopping at a nested Device so a child's _HID is
-// not taken for its parent's. Data: a String (0x0D ... NUL) or an EISA ID (DWordPrefix
-// 0x0C + 4 bytes).
-static void find_hid(const uint8_t* p, const uint8_t* end, char* hid, size_t cap) {
-  hid[0] = '\0';
-  for (; p + 6 <= end; p++) {
-    if (p[0] == 0x5B && p[1] == 0x82) return;
-    if (p[0] != 0x08 || memcmp(p + 1, "_HID", 4) != 0) continue;
-    const uint8_t* d = p + 5;
-    if (d[0] == 0x0D) {
-      size_t i = 0;
-      for (d++; d < end && *d && i + 1 < cap; d++) hid[i++] = (char)*d;
-      hid[i] = '\0';
-    } else if (d[0] == 0x0C && d + 5 <= end && cap >= 8) {
-      eisa_id_text(le32(d + 1), hid);
-    }
-    return;
-  }
-}
-
-void acpi_dsdt_devices(const struct acpi_info* a, acpi_device_fn fn, void* ctx) {
+void acpi_dsdt_devices(const struct acpi_info* a, aml_device_fn fn, void* ctx) {
   if (!a->dsdt || a->dsdt_len <= HEADER_LEN) return;
-  const uint8_t* start = ptr(a->dsdt);
-  const uint8_t* end = start + a->dsdt_len;
-  for (const uint8_t* p = start + HEADER_LEN; p + 2 < end; p++) {
-    if (p[0] != 0x5B || p[1] != 0x82) continue;  // ExtOpPrefix DeviceOp
-    uint32_t len;
-    size_t used = pkg_length(p + 2, end, &len);
-    if (!used) continue;
-    const uint8_t* pkg_end = p + 2 + len > end || len < used ? end : p + 2 + len;
-    char name[64], hid[32];
-    size_t name_len = name_string(p + 2 + used, pkg_end, name, sizeof(name));
-    if (!name_len) continue;  // not a real DeviceOp: bytes that happen to look like one
-    find_hid(p + 2 + used + name_len, pkg_end, hid, sizeof(hid));
-    fn(ctx, name, hid);
-  }
+  aml_for_each_device(ptr(a->dsdt) + HEADER_LEN, a->dsdt_len - HEADER_LEN, fn, ctx);
 }

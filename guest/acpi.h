@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "acpi_parse.h"
+
 #define ACPI_MAX_TABLES 32
 #define ACPI_MAX_CPUS 64
 #define ACPI_MAX_IOAPICS 4
@@ -47,7 +49,10 @@ struct acpi_info {
   int table_count;
   uint64_t dsdt;
   uint32_t dsdt_len;
-  bool hw_reduced;  // FADT flag HW_REDUCED_ACPI
+  bool hw_reduced;                // FADT flag HW_REDUCED_ACPI
+  struct acpi_gas sleep_control;  // FADT SLEEP_CONTROL_REG (address 0: none)
+  bool has_s5;                    // the DSDT names \_S5_
+  uint8_t s5_slp_typ;             // its first element: SLP_TYP for soft-off
   uint32_t lapic_addr;
   struct acpi_cpu cpus[ACPI_MAX_CPUS];
   int cpu_count;
@@ -67,8 +72,5 @@ const char* acpi_read(struct acpi_info* out, uint64_t rsdp_hint, char* err, size
 // override's MPS INTI flags (0: bus default, i.e. ISA edge/active-high).
 uint32_t acpi_isa_irq_to_gsi(const struct acpi_info* a, uint8_t irq, uint16_t* flags);
 
-// Calls fn for each Device() in the DSDT with its name path and _HID ("" when it has
-// none; EISA IDs decoded to text, e.g. "PNP0501"). Found by scanning the AML for DeviceOp
-// (0x5B 0x82) rather than by a full AML interpreter: enough for tables VMMs generate.
-typedef void (*acpi_device_fn)(void* ctx, const char* name, const char* hid);
-void acpi_dsdt_devices(const struct acpi_info* a, acpi_device_fn fn, void* ctx);
+// Calls fn for each Device() in the DSDT: its name path, _HID and body (acpi_parse.h).
+void acpi_dsdt_devices(const struct acpi_info* a, aml_device_fn fn, void* ctx);

@@ -30,7 +30,15 @@ static inline const uint8_t* phys_ptr(uint64_t addr) {
   return p;
 }
 
+static inline uint8_t mmio_read8(uint64_t addr) { return *(volatile uint8_t*)(uintptr_t)addr; }
+static inline uint16_t mmio_read16(uint64_t addr) { return *(volatile uint16_t*)(uintptr_t)addr; }
 static inline uint32_t mmio_read32(uint64_t addr) { return *(volatile uint32_t*)(uintptr_t)addr; }
+static inline void mmio_write8(uint64_t addr, uint8_t v) {
+  *(volatile uint8_t*)(uintptr_t)addr = v;
+}
+static inline void mmio_write16(uint64_t addr, uint16_t v) {
+  *(volatile uint16_t*)(uintptr_t)addr = v;
+}
 static inline void mmio_write32(uint64_t addr, uint32_t v) {
   *(volatile uint32_t*)(uintptr_t)addr = v;
 }
@@ -53,6 +61,13 @@ static inline struct cpuid_regs cpuid(uint32_t leaf, uint32_t subleaf) {
 }
 
 static inline void cpu_relax(void) { __asm__ volatile("pause" ::: "memory"); }
+
+// Memory barriers for memory shared with devices (x86: stores are ordered with stores and
+// loads with loads, so only the compiler must be stopped; a store followed by a load of
+// another location needs a full fence). A locked add on the stack is a full fence that is
+// cheaper than mfence on most CPUs.
+static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
+static inline void mb_full(void) { __asm__ volatile("lock addl $0, -4(%%rsp)" ::: "memory", "cc"); }
 
 // A service call into isr.S (`int3`, see defs.h). The handlers touch only RAX, RCX, RDX.
 static inline uint64_t svc_call(uint64_t nr, uint64_t a, uint64_t b) {

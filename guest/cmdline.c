@@ -93,3 +93,58 @@ uint64_t scenario_arg_u64(const struct scenario_args* a, const char* key, uint64
   }
   return out;
 }
+
+static int digit_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return 99;
+}
+
+bool parse_u64(const char* s, size_t n, uint64_t* out) {
+  unsigned base = 10;
+  if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    base = 16;
+    s += 2;
+    n -= 2;
+  }
+  if (n == 0) return false;
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    int d = digit_value(s[i]);
+    if (d >= (int)base) return false;
+    if (v > (UINT64_MAX - (uint64_t)d) / base) return false;
+    v = v * base + (uint64_t)d;
+  }
+  *out = v;
+  return true;
+}
+
+// <size>@<base>:<irq>[:<id>] (Linux drivers/virtio/virtio_mmio.c), the size with an
+// optional K/M/G suffix.
+bool cmdline_parse_virtio_mmio(const char* s, size_t n, uint64_t* size, uint64_t* base,
+                               uint32_t* irq) {
+  size_t at = span_until(s, n, "@");
+  if (at == 0 || at == n) return false;
+  uint64_t mult = 1;
+  size_t digits = at;
+  char suffix = s[at - 1];
+  if (suffix == 'K' || suffix == 'k') mult = 1ULL << 10;
+  if (suffix == 'M' || suffix == 'm') mult = 1ULL << 20;
+  if (suffix == 'G' || suffix == 'g') mult = 1ULL << 30;
+  if (mult != 1) digits--;
+  uint64_t v;
+  if (!parse_u64(s, digits, &v) || v == 0 || v > UINT64_MAX / mult) return false;
+  *size = v * mult;
+  const char* rest = s + at + 1;
+  size_t rn = n - at - 1;
+  size_t colon = span_until(rest, rn, ":");
+  if (colon == rn || !parse_u64(rest, colon, base)) return false;
+  rest += colon + 1;
+  rn -= colon + 1;
+  size_t end = span_until(rest, rn, ":");  // an optional ":<id>" follows
+  uint64_t irq64;
+  if (!parse_u64(rest, end, &irq64) || irq64 > UINT32_MAX) return false;
+  *irq = (uint32_t)irq64;
+  return *base + *size > *base;
+}

@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // Finds the first whitespace-separated token of `cmdline` that starts with `prefix`
 // (e.g. "keeltest="); returns the text after the prefix and its length in *len, or NULL.
 const char* cmdline_find(const char* cmdline, const char* prefix, size_t* len);
@@ -15,6 +19,16 @@ const char* cmdline_find(const char* cmdline, const char* prefix, size_t* len);
 //   const char* cur = cmdline;
 //   while ((v = cmdline_find_next(&cur, "virtio_mmio.device=", &n))) ...
 const char* cmdline_find_next(const char** cursor, const char* prefix, size_t* len);
+
+// Parses the whole of s[0..n) as an unsigned number: decimal, or hex with a 0x prefix.
+// Returns false on an empty string, a stray character or overflow.
+bool parse_u64(const char* s, size_t n, uint64_t* out);
+
+// Parses the value of a `virtio_mmio.device=` token, `<size>@<base>:<irq>[:<id>]` (size
+// decimal or 0x hex with an optional K, M or G suffix). False when malformed, zero-sized
+// or wrapping.
+bool cmdline_parse_virtio_mmio(const char* s, size_t n, uint64_t* size, uint64_t* base,
+                               uint32_t* irq);
 
 #define SCENARIO_NAME_MAX 32
 #define SCENARIO_ARG_MAX 64
@@ -40,3 +54,7 @@ const char* scenario_arg(const struct scenario_args* a, const char* key);
 // The value of `key` as a number (decimal or 0x hex); `def` when absent. Sets *ok to false
 // (and leaves it alone otherwise) when the value is present but not a number.
 uint64_t scenario_arg_u64(const struct scenario_args* a, const char* key, uint64_t def, bool* ok);
+
+#ifdef __cplusplus
+}
+#endif

@@ -2,6 +2,7 @@
 // CPL3 because the guest's page tables map the top GiB user-accessible (uncached).
 #include "irq.h"
 
+#include "acpi.h"
 #include "arch.h"
 
 volatile uint64_t irq_pending[4];
@@ -10,7 +11,12 @@ volatile uint64_t irq_count;
 // Local APIC registers (Intel SDM vol. 3 §11.4.1 table 11-1).
 #define LAPIC_ID 0x020
 #define LAPIC_SVR 0x0F0
+#define LAPIC_LVT_TIMER 0x320
 #define LAPIC_LVT_LINT0 0x350
+#define LAPIC_TIMER_INIT 0x380
+#define LAPIC_TIMER_DIV 0x3E0
+#define LVT_TIMER_PERIODIC (1u << 17)
+#define LAPIC_DIV_BY_1 0x0B
 #define LAPIC_SVR_ENABLE 0x100
 #define LVT_MASKED 0x10000
 
@@ -63,4 +69,37 @@ bool irq_take(uint8_t vector) {
   uint64_t bit = 1ULL << (vector % 64);
   volatile uint64_t* word = &irq_pending[vector / 64];
   return (__atomic_fetch_and(word, ~bit, __ATOMIC_ACQ_REL) & bit) != 0;
+}
+
+bool irq_find_gsi(const struct acpi_ioapic* list, int count, uint32_t gsi, struct gsi_route* r) {
+  static const struct acpi_ioapic fallback = {0, IOAPIC_DEFAULT_BASE, 0};
+  if (count == 0) {
+    list = &fallback;
+    count = 1;
+  }
+  if (IRQ_GSI_VECTOR(gsi) >= IRQ_TIMER_VECTOR) return false;
+  for (int i = 0; i < count; i++) {
+    if (gsi < list[i].gsi_base || gsi - list[i].gsi_base >= ioapic_pins(list[i].addr)) continue;
+    *r = (struct gsi_route){gsi, list[i].addr, list[i].id, gsi - list[i].gsi_base,
+                            (uint8_t)IRQ_GSI_VECTOR(gsi)};
+    return true;
+  }
+  return false;
+}
+
+void irq_route_gsi(const struct gsi_route* r, bool active_low) {
+  irq_init();
+  irq_take(r->vector);
+  ioapic_route(r->ioapic_addr, r->pin, r->vector, lapic_id(), active_low);
+}
+
+void irq_timer_start(uint32_t count) {
+  lapic_write(LAPIC_TIMER_DIV, LAPIC_DIV_BY_1);
+  lapic_write(LAPIC_LVT_TIMER, IRQ_TIMER_VECTOR | LVT_TIMER_PERIODIC);
+  lapic_write(LAPIC_TIMER_INIT, count);
+}
+
+void irq_timer_stop(void) {
+  lapic_write(LAPIC_TIMER_INIT, 0);
+  lapic_write(LAPIC_LVT_TIMER, LVT_MASKED);
 }

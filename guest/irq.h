@@ -38,3 +38,30 @@ uint32_t ioapic_pins(uint64_t base);
 
 // Clears and returns the vector's pending bit.
 bool irq_take(uint8_t vector);
+
+// Where a GSI arrives: the IOAPIC serving it, the pin, and the vector the guest uses
+// (IRQ_GSI_VECTOR(gsi)).
+struct gsi_route {
+  uint32_t gsi;
+  uint64_t ioapic_addr;
+  uint32_t ioapic_id, pin;
+  uint8_t vector;
+};
+struct acpi_ioapic;
+
+// Finds the IOAPIC (of `count` from the MADT) whose pins cover `gsi`. With count == 0
+// (no ACPI tables) assumes one IOAPIC at IOAPIC_DEFAULT_BASE from GSI 0. False if none
+// serves it or the vector would leave the device range.
+bool irq_find_gsi(const struct acpi_ioapic* ioapics, int count, uint32_t gsi,
+                  struct gsi_route* out);
+
+// irq_init() on this CPU, clears a stale pending bit, and unmasks the route (edge,
+// `active_low` polarity) to this CPU's local APIC.
+void irq_route_gsi(const struct gsi_route* r, bool active_low);
+
+// A periodic local APIC timer interrupt on `vector` every `count` timer ticks (divide by
+// 1; KVM's APIC timer runs at 1 GHz, so 10000000 is ~10 ms). Drivers waiting in
+// sys_wait_irq use it to wake up for their deadlines. irq_timer_stop() masks it.
+#define IRQ_TIMER_VECTOR 0xF0
+void irq_timer_start(uint32_t count);
+void irq_timer_stop(void);

@@ -54,29 +54,3 @@ int strncmp(const char* a, const char* b, size_t n) {
   }
   return 0;
 }
-
-static int digit_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return 99;
-}
-
-bool parse_u64(const char* s, size_t n, uint64_t* out) {
-  unsigned base = 10;
-  if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-    base = 16;
-    s += 2;
-    n -= 2;
-  }
-  if (n == 0) return false;
-  uint64_t v = 0;
-  for (size_t i = 0; i < n; i++) {
-    int d = digit_value(s[i]);
-    if (d >= (int)base) return false;
-    if (v > (UINT64_MAX - (uint64_t)d) / base) return false;
-    v = v * base + (uint64_t)d;
-  }
-  *out = v;
-  return true;
-}

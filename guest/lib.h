@@ -1,5 +1,5 @@
 // The little of libc the guest needs (the compiler may also emit calls to memcpy, memset,
-// memmove and memcmp on its own), plus number parsing.
+// memmove and memcmp on its own). Number parsing is in cmdline.h.
 #pragma once
 
 #include <stdbool.h>
@@ -14,9 +14,5 @@ size_t strlen(const char* s);
 size_t strnlen(const char* s, size_t max);
 int strcmp(const char* a, const char* b);
 int strncmp(const char* a, const char* b, size_t n);
-
-// Parses the whole of s[0..n) as an unsigned number: decimal, or hex with a 0x prefix.
-// Returns false on an empty string, a stray character or overflow.
-bool parse_u64(const char* s, size_t n, uint64_t* out);
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

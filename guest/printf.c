@@ -160,6 +160,14 @@ int fmt_snprintf(char* buf, size_t n, const char* fmt, ...) {
   return r;
 }
 
+const char* fmt_error(char* buf, size_t n, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fmt_vsnprintf(buf, n, fmt, ap);
+  va_end(ap);
+  return buf;
+}
+
 // The console lock: held for a whole kprintf so lines from different CPUs never mix.
 static int console_lock;
 

@@ -10,6 +10,10 @@
 // would have had, like C's snprintf.
 int fmt_vsnprintf(char* buf, size_t n, const char* fmt, va_list ap);
 int fmt_snprintf(char* buf, size_t n, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+// Formats into buf like fmt_snprintf and returns buf, for error messages:
+//   return fmt_error(err, err_len, "queue %u is not available", index);
+const char* fmt_error(char* buf, size_t n, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 // Prints to COM1. One call's output is never interleaved with another CPU's.
 void kprintf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));

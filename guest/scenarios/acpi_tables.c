@@ -6,15 +6,27 @@
 //   keeltest: acpi cpu apic_id=<n> enabled|disabled|online-capable
 //   keeltest: acpi ioapic id=<n> addr=0x<addr> gsi_base=<n>
 //   keeltest: acpi override irq=<n> gsi=<n> flags=0x<f>
+//   keeltest: acpi fadt sleep_control space=<n> width=<n> addr=0x<addr>   (when present)
+//   keeltest: acpi s5 slp_typ=<n>                                        (when \_S5_ is)
 //   keeltest: acpi device <name path> hid <HID or "none">
+//   keeltest: acpi resources <name> mem=0x<base>+0x<len> irq=<a,b|none> edge|level high|low
+//                                                  (devices whose _CRS has memory or IRQs)
 // FAIL on a missing RSDP, XSDT/RSDT, FADT, DSDT or MADT, or any bad checksum.
 #include "acpi.h"
 #include "printf.h"
 #include "scenario.h"
 
-static void print_device(void* ctx, const char* name, const char* hid) {
+static void print_device(void* ctx, const struct aml_device* d) {
   (void)ctx;
-  KT_LINE("acpi device %s hid %s", name, hid[0] ? hid : "none");
+  KT_LINE("acpi device %s hid %s", d->name, d->hid[0] ? d->hid : "none");
+  struct aml_resources r;
+  if (!aml_device_resources(d->body, d->body_len, &r) || (!r.has_mem && !r.irq_count)) return;
+  char irqs[64] = "";
+  for (int i = 0, n = 0; i < r.irq_count; i++)
+    n += fmt_snprintf(irqs + n, sizeof(irqs) - (size_t)n, "%s%u", i ? "," : "", r.irqs[i]);
+  KT_LINE("acpi resources %s mem=0x%lx+0x%lx irq=%s %s %s", d->name, r.mem_base, r.mem_len,
+          r.irq_count ? irqs : "none", r.irq_level ? "level" : "edge",
+          r.irq_active_low ? "low" : "high");
 }
 
 static int run_acpi(struct scenario_ctx* ctx) {
@@ -26,6 +38,10 @@ static int run_acpi(struct scenario_ctx* ctx) {
     KT_LINE("acpi table %s 0x%lx len %u", a.tables[i].sig, a.tables[i].addr, a.tables[i].len);
   if (e) return scenario_fail(ctx, "%s", e);
   KT_LINE("acpi fadt hw_reduced=%d", a.hw_reduced);
+  if (a.sleep_control.address)
+    KT_LINE("acpi fadt sleep_control space=%u width=%u addr=0x%lx", a.sleep_control.space,
+            a.sleep_control.bit_width, a.sleep_control.address);
+  if (a.has_s5) KT_LINE("acpi s5 slp_typ=%u", a.s5_slp_typ);
   for (int i = 0; i < a.cpu_count; i++) {
     const struct acpi_cpu* c = &a.cpus[i];
     KT_LINE("acpi cpu apic_id=%u %s", c->apic_id,

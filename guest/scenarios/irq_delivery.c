@@ -57,35 +57,28 @@ static int run_irq(struct scenario_ctx* ctx) {
   uint32_t gsi = acpi_isa_irq_to_gsi(&a, irq, &flags);
   gsi = (uint32_t)scenario_arg_u64(ctx->args, "gsi", gsi, &ok);
   if (!ok) return scenario_fail(ctx, "gsi must be a number");
-  const struct acpi_ioapic* io = NULL;
-  for (int i = 0; i < a.ioapic_count; i++) {
-    uint32_t pins = ioapic_pins(a.ioapics[i].addr);
-    if (gsi >= a.ioapics[i].gsi_base && gsi < a.ioapics[i].gsi_base + pins) io = &a.ioapics[i];
-  }
-  if (!io) return scenario_fail(ctx, "no IOAPIC in the MADT serves GSI %u (irq %u)", gsi, irq);
-  uint32_t pin = gsi - io->gsi_base;
-  uint8_t vector = (uint8_t)IRQ_GSI_VECTOR(gsi);
+  struct gsi_route r;
+  if (!irq_find_gsi(a.ioapics, a.ioapic_count, gsi, &r))
+    return scenario_fail(ctx, "no IOAPIC in the MADT serves GSI %u (irq %u)", gsi, irq);
   bool active_low = (flags & 3) == 3;  // MPS INTI polarity: 11 = active low
 
-  irq_init();
   (void)tsc_hz();  // calibrate before the clock starts
-  irq_take(vector);
-  ioapic_route(io->addr, pin, vector, lapic_id(), active_low);
+  irq_route_gsi(&r, active_low);
   sys_set_if(1);
   trigger(pit);
   uint64_t deadline = tsc_deadline_us(timeout_ms * 1000);
   bool fired = false;
-  while (!(fired = irq_take(vector)) && !tsc_passed(deadline)) cpu_relax();
+  while (!(fired = irq_take(r.vector)) && !tsc_passed(deadline)) cpu_relax();
   sys_set_if(0);
-  ioapic_mask(io->addr, pin);
+  ioapic_mask(r.ioapic_addr, r.pin);
   quiesce(pit);
   if (!fired)
     return scenario_fail(ctx,
                          "no interrupt on vector 0x%x (src=%s irq=%u gsi=%u ioapic=%u "
                          "pin=%u) within %lu ms; irq_count=%lu",
-                         vector, src, irq, gsi, io->id, pin, timeout_ms, irq_count);
-  KT_LINE("irq src=%s irq=%u gsi=%u ioapic=%u pin=%u vector=0x%x fired", src, irq, gsi, io->id, pin,
-          vector);
+                         r.vector, src, irq, gsi, r.ioapic_id, r.pin, timeout_ms, irq_count);
+  KT_LINE("irq src=%s irq=%u gsi=%u ioapic=%u pin=%u vector=0x%x fired", src, irq, gsi, r.ioapic_id,
+          r.pin, r.vector);
   return SCENARIO_PASS;
 }
 KEEL_SCENARIO(irq, "irq", run_irq);

@@ -9,37 +9,25 @@ QEMU's isa-debug-exit turns the guest's exit value v into status (v << 1) | 1.
 """
 
 import os
-import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import unittest
 
-QEMU = "qemu-system-x86_64"
+import qemu_env
+from qemu_env import guest_status, result_lines
+
 GUEST_ELF = None  # set from argv in main
-RUN_TIMEOUT_S = 30
 
 
 def qemu_command(append, smp=1):
-    return [QEMU, "-M", "microvm", "-enable-kvm", "-cpu", "host,-arch-capabilities",
-            "-smp", str(smp), "-m", "32", "-nodefaults", "-no-user-config", "-nographic",
-            "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=4",
-            "-kernel", GUEST_ELF, "-append", append]
+    return qemu_env.qemu_command(GUEST_ELF, append, smp)
 
 
 def boot(append, smp=1):
     """Runs the guest to completion; returns (exit status, output lines)."""
-    r = subprocess.run(qemu_command(append, smp), stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    return r.returncode, r.stdout.splitlines()
-
-
-def guest_status(value):
-    """The exit status QEMU's isa-debug-exit gives for the guest's exit value."""
-    return ((value << 1) | 1) & 0xFF
-
-
-def result_lines(lines):
-    return [l for l in lines if l.startswith("keeltest: ")]
+    return qemu_env.boot(GUEST_ELF, append, smp)
 
 
 class BasicScenarios(unittest.TestCase):
@@ -115,6 +103,11 @@ class PlatformScenarios(unittest.TestCase):
         self.assertIn("keeltest: acpi cpu apic_id=0 enabled", lines)
         self.assertIn("keeltest: acpi ioapic id=0 addr=0xfec00000 gsi_base=0", lines)
         self.assertIn("keeltest: acpi device COM1 hid PNP0501", lines)
+        self.assertIn("keeltest: acpi resources COM1 mem=0x0+0x0 irq=4 edge high", lines)
+        self.assertIn("keeltest: acpi device GED_ hid ACPI0013", lines)
+        self.assertIn("keeltest: acpi s5 slp_typ=5", lines)
+        self.assertRegex("\n".join(lines),
+                         r"keeltest: acpi fadt sleep_control space=0 width=8 addr=0x[0-9a-f]+")
         self.assertIn("keeltest: PASS acpi", lines)
 
     def test_smp_with_one_cpu(self):
@@ -158,21 +151,35 @@ class PlatformScenarios(unittest.TestCase):
         self.assertEqual(result_lines(output.splitlines()), ["keeltest: idle"])
 
 
-def main():
+class PowerButton(unittest.TestCase):
+    def test_idle_powers_off_on_the_power_button(self):
+        with tempfile.TemporaryDirectory(prefix="keel-guest-mon-") as tmp:
+            mon = os.path.join(tmp, "monitor.sock")
+            cmd = qemu_env.qemu_command(GUEST_ELF, "keeltest=idle", extra=[
+                "-monitor", "unix:%s,server,nowait" % mon])
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    text=True)
+            try:
+                self.assertEqual(proc.stdout.readline().split(",")[0],
+                                 "keel-guest: booted pvh")
+                self.assertEqual(proc.stdout.readline(), "keeltest: idle\n")
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(mon)
+                    s.sendall(b"system_powerdown\n")
+                    status = proc.wait(timeout=20)
+                output = proc.stdout.read()
+            finally:
+                proc.kill()
+                proc.wait()
+                proc.stdout.close()
+        self.assertEqual(status, 0)  # a clean QEMU shutdown, not isa-debug-exit
+        self.assertEqual(result_lines(output.splitlines()), ["keeltest: idle power button"])
+
+
+def set_elf(path):
     global GUEST_ELF
-    if len(sys.argv) < 2:
-        sys.stderr.write(__doc__)
-        return 2
-    GUEST_ELF = sys.argv.pop(1)
-    if shutil.which(QEMU) is None:
-        print("SKIP: %s is not installed" % QEMU)
-        return 77
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        print("SKIP: /dev/kvm is missing or not accessible")
-        return 77
-    result = unittest.main(exit=False, verbosity=2).result
-    return 0 if result.wasSuccessful() else 1
+    GUEST_ELF = path
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(qemu_env.main(__doc__, set_elf))
