@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/loop.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,9 +19,9 @@
 namespace keel::block::testing {
 namespace {
 
-std::string MakeTempDir() {
-  const char* base = getenv("TMPDIR");
-  std::string templ = std::string(base != nullptr ? base : "/tmp") + "/keel-block-XXXXXX";
+std::string MakeTempDir(std::string base) {
+  if (base.empty()) base = getenv("TMPDIR") != nullptr ? getenv("TMPDIR") : "/tmp";
+  std::string templ = base + "/keel-block-XXXXXX";
   if (mkdtemp(templ.data()) == nullptr) ADD_FAILURE() << "mkdtemp: " << strerror(errno);
   return templ;
 }
@@ -31,7 +33,7 @@ int RemoveEntry(const char* path, const struct stat*, int, struct FTW*) {
 
 }  // namespace
 
-TempDir::TempDir() : path_(MakeTempDir()) {}
+TempDir::TempDir(const std::string& base) : path_(MakeTempDir(base)) {}
 
 TempDir::~TempDir() { nftw(path_.c_str(), RemoveEntry, 16, FTW_DEPTH | FTW_PHYS); }
 
@@ -39,6 +41,35 @@ RamfsDir::RamfsDir() { mounted_ = mount("keel-test", path_.c_str(), "ramfs", 0, 
 
 RamfsDir::~RamfsDir() {
   if (mounted_) umount2(path_.c_str(), MNT_DETACH);
+}
+
+LoopDevice::LoopDevice(const std::string& backing_file, uint32_t block_size) {
+  ScopedFd control(open("/dev/loop-control", O_RDWR | O_CLOEXEC));
+  ScopedFd backing(open(backing_file.c_str(), O_RDWR | O_CLOEXEC));
+  if (!control || !backing) {
+    error_ = std::string("/dev/loop-control or backing file: ") + strerror(errno);
+    return;
+  }
+  // Another process may take the free device between the two calls: try a few times.
+  for (int attempt = 0; attempt < 8 && fd_ < 0; ++attempt) {
+    int index = ioctl(control.get(), LOOP_CTL_GET_FREE);
+    if (index < 0) break;
+    std::string path = "/dev/loop" + std::to_string(index);
+    ScopedFd dev(open(path.c_str(), O_RDWR | O_CLOEXEC));
+    if (!dev) continue;
+    loop_config config = {};
+    config.fd = static_cast<uint32_t>(backing.get());
+    config.block_size = block_size;
+    config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+    if (ioctl(dev.get(), LOOP_CONFIGURE, &config) != 0) continue;
+    fd_ = dev.Release();
+    path_ = path;
+  }
+  if (fd_ < 0) error_ = std::string("no loop device could be configured: ") + strerror(errno);
+}
+
+LoopDevice::~LoopDevice() {
+  if (fd_ >= 0) close(fd_);  // LO_FLAGS_AUTOCLEAR detaches it
 }
 
 std::vector<uint8_t> Pattern(size_t size, uint32_t seed) {

@@ -13,10 +13,11 @@
 
 namespace keel::block::testing {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents on destruction.
+// A fresh directory under `base` (default: $TMPDIR or /tmp), removed with its contents on
+// destruction.
 class TempDir {
  public:
-  TempDir();
+  explicit TempDir(const std::string& base = "");
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
@@ -24,7 +25,6 @@ class TempDir {
   std::string File(const std::string& name) const { return path_ + "/" + name; }
 
  protected:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
   std::string path_;
 };
 
@@ -39,6 +39,25 @@ class RamfsDir : public TempDir {
 
  private:
   bool mounted_ = false;
+};
+
+// A loop block device over a file, with the given logical block size (needs root and
+// /dev/loop-control). Configured with LO_FLAGS_AUTOCLEAR, so the kernel detaches it when the
+// last fd closes, even if the test crashes. ok() is false when loop devices are unavailable.
+class LoopDevice {
+ public:
+  LoopDevice(const std::string& backing_file, uint32_t block_size);
+  ~LoopDevice();
+  LoopDevice(const LoopDevice&) = delete;
+  LoopDevice& operator=(const LoopDevice&) = delete;
+  bool ok() const { return fd_ >= 0; }
+  const std::string& path() const { return path_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  int fd_ = -1;  // keeps the device attached
+  std::string path_;
+  std::string error_;
 };
 
 // Deterministic bytes for `seed`.
