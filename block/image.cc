@@ -211,7 +211,12 @@ absl::StatusOr<Image> AdoptImage(ScopedFd fd, std::string name, const OpenOption
   KEEL_RETURN_IF_ERROR(CheckOptions(name, options));
   int flags = fcntl(fd.get(), F_GETFL);
   if (flags < 0) return ErrnoError(errno, "disk image ", name, " fd");
-  if ((flags & O_ACCMODE) == O_RDONLY && !options.read_only) {
+  const int mode = flags & O_ACCMODE;
+  if (mode == O_WRONLY) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("disk image ", name, " was opened write-only; open it O_RDWR"));
+  }
+  if (mode == O_RDONLY && !options.read_only) {
     return absl::InvalidArgumentError(
         absl::StrCat("disk image ", name,
                      " was opened read-only but is attached writable; open it O_RDWR "

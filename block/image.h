@@ -60,8 +60,8 @@ struct Image {
 // Opens the regular file or block device at `path` as described above.
 absl::StatusOr<Image> OpenImage(const std::string& path, const OpenOptions& options);
 
-// Same for an already-open fd (takes ownership). The fd must be O_RDWR unless
-// options.read_only. Its O_DIRECT flag is set or cleared to match options.cache, and
+// Same for an already-open fd (takes ownership). The fd must be O_RDWR, or O_RDONLY
+// when options.read_only. Its O_DIRECT flag is set or cleared to match options.cache, and
 // O_APPEND / O_NONBLOCK are cleared (they would misplace writes or fail reads with EAGAIN);
 // these flags belong to the open file description, shared with any other holder of it.
 absl::StatusOr<Image> AdoptImage(ScopedFd fd, std::string name, const OpenOptions& options);

@@ -154,6 +154,14 @@ TEST_F(ImageTest, AdoptingAReadOnlyFdForWritingFails) {
   EXPECT_THAT(image.status().message(), AllOf(HasSubstr(path_), HasSubstr("O_RDWR")));
 }
 
+TEST_F(ImageTest, AdoptingAWriteOnlyFdFails) {
+  absl::StatusOr<Image> image =
+      AdoptImage(ScopedFd(open(path_.c_str(), O_WRONLY | O_CLOEXEC)), path_, {});
+
+  EXPECT_EQ(image.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(image.status().message(), HasSubstr("write-only"));
+}
+
 TEST_F(ImageTest, AdoptSetsDirectIoAndClearsAppendAndNonblock) {
   ScopedFd fd(open(path_.c_str(), O_RDWR | O_APPEND | O_NONBLOCK | O_CLOEXEC));
 
