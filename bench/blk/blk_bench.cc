@@ -9,7 +9,8 @@
 //     request goes through the bounce pool (the worst case of a misbehaving guest); the pool
 //     has a buffer per request here, while the default pool (8) would also cap the depth.
 // and prints IOPS, MB/s, CPU time per I/O (user + system of the whole process, io-wq workers
-// included) and latency. The file is removed at the end.
+// included), context switches per I/O and latency. The file is unlinked as soon as it is
+// written, so it never outlives the run.
 //
 //   blk_bench [--dir=/tmp] [--size_mib=1024] [--seconds=5] [--qd=32] [--bs=4096]
 //             [--rows=raw-read,backend-read,...] [--file=existing.img]
@@ -51,7 +52,8 @@ ABSL_FLAG(std::string, file, "",
           "use this existing, fully written file instead of creating one (it is kept)");
 ABSL_FLAG(std::string, rows,
           "raw-read,backend-read,bounced-read,raw-write,backend-write,bounced-write",
-          "workloads to run, in order; also: raw-coop-read, raw-defer-read (ring flag variants), "
+          "workloads to run, in order; also: raw-coop-read, raw-defer-read, raw-coop-write, "
+          "raw-defer-write (ring flag variants), "
           "raw-spin-read (busy-polls completions, as fio does)");
 
 namespace keel::block {
@@ -172,8 +174,9 @@ Mapping Buffers(const Config& config) {
 }
 
 // Writes the whole file with non-zero data so reads hit real blocks (reads of holes or
-// unwritten extents would never reach the disk).
-void CreateFile(const Config& config) {
+// unwritten extents would never reach the disk). The file is unlinked at once and reached
+// through /proc/self/fd from then on, so nothing is left behind however the run ends.
+ScopedFd CreateFile(Config& config) {
   ScopedFd fd(open(config.path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_DIRECT | O_CLOEXEC, 0600));
   if (!fd) Die("create " + config.path + ": " + strerror(errno));
   constexpr size_t kChunk = 4 << 20;
@@ -190,6 +193,9 @@ void CreateFile(const Config& config) {
     }
   }
   if (fsync(fd.get()) != 0) Die("fsync: " + std::string(strerror(errno)));
+  unlink(config.path.c_str());
+  config.path = "/proc/self/fd/" + std::to_string(fd.get());
+  return fd;
 }
 
 void RunRaw(const Config& config, bool write, unsigned flags, const char* name, bool spin = false) {
@@ -329,12 +335,7 @@ int Main() {
       config.file_bytes < config.bs) {
     Die("need 1 <= qd <= 4096, bs a multiple of 4096, size_mib >= bs");
   }
-  struct Cleanup {
-    std::string path;
-    ~Cleanup() {
-      if (!path.empty()) unlink(path.c_str());
-    }
-  } cleanup;
+  ScopedFd created;  // keeps the unlinked test file alive for the run
   if (!absl::GetFlag(FLAGS_file).empty()) {
     config.path = absl::GetFlag(FLAGS_file);
     struct stat st = {};
@@ -342,8 +343,7 @@ int Main() {
     config.file_bytes = static_cast<uint64_t>(st.st_size) / config.bs * config.bs;
     dir = config.path.substr(0, config.path.rfind('/') + 1);
   } else {
-    CreateFile(config);
-    cleanup.path = config.path;
+    created = CreateFile(config);
   }
   printf("blk_bench: %u KiB random I/O, QD%u, O_DIRECT, %" PRIu64
          " MiB file on %s (%s), %.1f s each\n",
@@ -365,6 +365,13 @@ int Main() {
       {"backend-read", [&] { RunBackend(config, false, false, "backend randread"); }},
       {"bounced-read", [&] { RunBackend(config, false, true, "backend bounced randread"); }},
       {"raw-write", [&] { RunRaw(config, true, 0, "raw liburing randwrite"); }},
+      {"raw-coop-write",
+       [&] { RunRaw(config, true, IORING_SETUP_COOP_TASKRUN, "raw COOP_TASKRUN randwrite"); }},
+      {"raw-defer-write",
+       [&] {
+         RunRaw(config, true, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+                "raw DEFER_TASKRUN randwrite");
+       }},
       {"backend-write", [&] { RunBackend(config, true, false, "backend randwrite"); }},
       {"bounced-write", [&] { RunBackend(config, true, true, "backend bounced randwrite"); }},
   };
