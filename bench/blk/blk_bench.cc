@@ -52,9 +52,8 @@ ABSL_FLAG(std::string, file, "",
           "use this existing, fully written file instead of creating one (it is kept)");
 ABSL_FLAG(std::string, rows,
           "raw-read,backend-read,bounced-read,raw-write,backend-write,bounced-write",
-          "workloads to run, in order; also: raw-coop-read, raw-defer-read, raw-coop-write, "
-          "raw-defer-write (ring flag variants), "
-          "raw-spin-read (busy-polls completions, as fio does)");
+          "workloads to run, in order; also raw-coop-*, raw-defer-* (ring flag variants) "
+          "and raw-spin-* (busy-polls the completion ring), each for -read and -write");
 
 namespace keel::block {
 namespace {
@@ -351,30 +350,36 @@ int Main() {
          static_cast<double>(config.duration_ns) / 1e9);
   printf("%-28s %9s %8s %10s %8s %9s %9s\n", "workload", "IOPS", "MB/s", "CPU us/IO", "csw/IO",
          "avg us", "p99 us");
-  const std::map<std::string, std::function<void()>> rows = {
-      {"raw-read", [&] { RunRaw(config, false, 0, "raw liburing randread"); }},
-      {"raw-coop-read",
-       [&] { RunRaw(config, false, IORING_SETUP_COOP_TASKRUN, "raw COOP_TASKRUN randread"); }},
-      {"raw-defer-read",
-       [&] {
-         RunRaw(config, false, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-                "raw DEFER_TASKRUN randread");
-       }},
-      {"raw-spin-read",
-       [&] { RunRaw(config, false, 0, "raw busy-polled randread", /*spin=*/true); }},
-      {"backend-read", [&] { RunBackend(config, false, false, "backend randread"); }},
-      {"bounced-read", [&] { RunBackend(config, false, true, "backend bounced randread"); }},
-      {"raw-write", [&] { RunRaw(config, true, 0, "raw liburing randwrite"); }},
-      {"raw-coop-write",
-       [&] { RunRaw(config, true, IORING_SETUP_COOP_TASKRUN, "raw COOP_TASKRUN randwrite"); }},
-      {"raw-defer-write",
-       [&] {
-         RunRaw(config, true, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-                "raw DEFER_TASKRUN randwrite");
-       }},
-      {"backend-write", [&] { RunBackend(config, true, false, "backend randwrite"); }},
-      {"bounced-write", [&] { RunBackend(config, true, true, "backend bounced randwrite"); }},
+  // Every row exists for reads and writes: "raw-read", "raw-coop-write", ...
+  struct RawVariant {
+    const char* row;
+    unsigned flags;
+    bool spin;
+    const char* label;
   };
+  const RawVariant raw_variants[] = {
+      {"raw", 0, false, "raw liburing"},
+      {"raw-coop", IORING_SETUP_COOP_TASKRUN, false, "raw COOP_TASKRUN"},
+      {"raw-defer", IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN, false,
+       "raw DEFER_TASKRUN"},
+      {"raw-spin", 0, true, "raw busy-polled"},
+  };
+  std::map<std::string, std::function<void()>> rows;
+  for (bool write : {false, true}) {
+    const std::string dir_row = write ? "-write" : "-read";
+    const std::string dir_label = write ? " randwrite" : " randread";
+    for (const RawVariant& v : raw_variants) {
+      rows[v.row + dir_row] = [&config, write, v, label = v.label + dir_label] {
+        RunRaw(config, write, v.flags, label.c_str(), v.spin);
+      };
+    }
+    rows["backend" + dir_row] = [&config, write, label = "backend" + dir_label] {
+      RunBackend(config, write, false, label.c_str());
+    };
+    rows["bounced" + dir_row] = [&config, write, label = "backend bounced" + dir_label] {
+      RunBackend(config, write, true, label.c_str());
+    };
+  }
   for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_rows), ',')) {
     auto row = rows.find(std::string(name));
     if (row == rows.end()) Die("unknown row " + std::string(name));
