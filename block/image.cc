@@ -174,7 +174,7 @@ absl::StatusOr<Image> Probe(ScopedFd fd, std::string name, const OpenOptions& op
   }
   uint64_t tail = p.size_bytes % p.logical_block_size;
   if (tail != 0) {
-    KEEL_LOG(Warning) << "disk image " << name << ": the last " << tail << " bytes are not a whole "
+    KEEL_LOG(WARNING) << "disk image " << name << ": the last " << tail << " bytes are not a whole "
                       << p.logical_block_size << "-byte block; the guest will not see them";
     p.size_bytes -= tail;
   }

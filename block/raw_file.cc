@@ -391,7 +391,7 @@ void RawFile::SubmitRing() {
 // taken is handed back with -EIO (through Reap()), and so is every later one, so the guest
 // sees I/O errors instead of a hung disk.
 void RawFile::Break(int error) {
-  KEEL_LOG(Error) << "disk image " << image_.name << ": io_uring refused submission ("
+  KEEL_LOG(ERROR) << "disk image " << image_.name << ": io_uring refused submission ("
                   << ErrnoDescription(-error) << "); failing its requests";
   broken_ = -EIO;
   NeutralizeUnsubmitted();
@@ -552,7 +552,7 @@ void RawFile::DrainKernel() {
     int r = io_uring_wait_cqe(&ring_, &cqe);
     if (r == -EINTR) continue;
     if (r < 0) {
-      KEEL_LOG(Error) << "disk image " << image_.name
+      KEEL_LOG(ERROR) << "disk image " << image_.name
                       << ": waiting for in-flight I/O failed: " << ErrnoDescription(-r);
       return;
     }
