@@ -43,6 +43,12 @@ Runs one virtual machine on /dev/kvm until the guest exits.
   --vcpus N              number of vCPUs (default 1, up to the host's KVM limit)
   --serial-log PATH      append the guest console (COM1) to PATH instead of stdout
   --boot-timeout-s N     stop the VM with status 3 if it has not ended after N seconds
+  --disk PATH[,ro][,cache=none|writeback][,id=SERIAL]
+                         a virtio-blk disk backed by a raw image (repeatable); fd=N
+                         instead of PATH uses an inherited open image
+  --net tap=NAME|fd=N[,mac=MAC][,mtu=N]
+                         a virtio-net NIC on an existing tap, or an inherited tap fd
+                         (repeatable)
   --help, --version
 
 Exit status: the value the guest wrote to the debug-exit port 0xf4; 0 when the guest
@@ -90,6 +96,20 @@ absl::StatusOr<CliOptions> ParseCommandLine(const std::vector<std::string>& args
       {"--vcpus", number(&vcpus, "--vcpus", 65536)},
       {"--serial-log", text(&m.serial_log_path)},
       {"--boot-timeout-s", number(&timeout, "--boot-timeout-s", 86400 * 365)},
+      {"--disk",
+       [&m](const std::string& v) -> absl::Status {
+         auto disk = ParseDiskSpec(v);
+         if (!disk.ok()) return disk.status();
+         m.disks.push_back(std::move(*disk));
+         return absl::OkStatus();
+       }},
+      {"--net",
+       [&m](const std::string& v) -> absl::Status {
+         auto nic = ParseNetSpec(v);
+         if (!nic.ok()) return nic.status();
+         m.nets.push_back(std::move(*nic));
+         return absl::OkStatus();
+       }},
   };
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];

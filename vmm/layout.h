@@ -47,10 +47,13 @@ inline constexpr uint64_t kKvmIdentityMapAddr = 0xfffbc000;
 
 inline constexpr uint64_t kRamAbove4gStart = 0x100000000;
 
-// Legacy interrupts.
+// Interrupts (IOAPIC pins = GSIs). Virtio devices take pins 5-22 in order; the ACPI power
+// button (a Generic Event Device) the last pin.
 inline constexpr uint32_t kSerialIrq = 4;
 inline constexpr uint32_t kFirstVirtioIrq = 5;
 inline constexpr uint32_t kIoapicPins = 24;
+inline constexpr uint32_t kPowerButtonIrq = 23;
+inline constexpr uint32_t kMaxVirtioDevices = kPowerButtonIrq - kFirstVirtioIrq;
 
 // The smallest RAM Keel boots: enough for boot structures, a kernel and a stack.
 inline constexpr uint64_t kMinRamBytes = 16 * kMiB;

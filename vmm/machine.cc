@@ -13,7 +13,6 @@
 #include "base/status.h"
 #include "vmm/boot/image_reader.h"
 #include "vmm/boot/loader.h"
-#include "vmm/boot/platform.h"
 #include "vmm/layout.h"
 
 namespace keel::vmm {
@@ -45,6 +44,7 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(Kvm& kvm, const Machine
       new Machine(config, std::move(memory), std::move(vm), std::move(loop)));
   KEEL_RETURN_IF_ERROR(machine->SetUpPlatform(kvm));
   KEEL_RETURN_IF_ERROR(machine->SetUpLegacyDevices());
+  KEEL_RETURN_IF_ERROR(machine->SetUpVirtioDevices());
   KEEL_ASSIGN_OR_RETURN(BootCpuState boot_cpu, machine->LoadKernelAndTables());
   KEEL_RETURN_IF_ERROR(machine->SetUpVcpus(kvm, boot_cpu));
   return machine;
@@ -97,12 +97,66 @@ absl::Status Machine::SetUpLegacyDevices() {
   KEEL_RETURN_IF_ERROR(pio_bus_.Register(0x70, 2, &null_device_, "CMOS"));
   KEEL_RETURN_IF_ERROR(pio_bus_.Register(0x80, 1, &null_device_, "POST"));
   KEEL_RETURN_IF_ERROR(pio_bus_.Register(0xcf8, 8, &null_device_, "PCI config"));
+
+  KEEL_ASSIGN_OR_RETURN(EventFd button, EventFd::Create());
+  KEEL_RETURN_IF_ERROR(vm_->RegisterIrqfd(button.fd(), layout::kPowerButtonIrq));
+  power_button_ = std::make_unique<IrqfdInterrupt>(std::move(button));
   return absl::OkStatus();
 }
+
+absl::Status Machine::SetUpVirtioDevices() {
+  if (config_.disks.size() + config_.nets.size() > layout::kMaxVirtioDevices) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%u disks and NICs requested; a VM has room for %u", config_.disks.size() + config_.nets.size(),
+        layout::kMaxVirtioDevices));
+  }
+  if (!config_.disks.empty()) {
+    return absl::UnimplementedError("--disk: virtio-blk is not available in this build yet");
+  }
+  if (!config_.nets.empty()) {
+    return absl::UnimplementedError("--net: virtio-net is not available in this build yet");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Machine::AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> device,
+                                      std::string name) {
+  const size_t index = virtio_.size();
+  if (index >= layout::kMaxVirtioDevices) {
+    return absl::ResourceExhaustedError("no free virtio-mmio window");
+  }
+  VirtioSlot slot;
+  slot.name = std::move(name);
+  slot.window.base = layout::kVirtioMmioBase + index * layout::kVirtioMmioSize;
+  slot.window.size = layout::kVirtioMmioSize;
+  slot.window.irq = static_cast<uint32_t>(layout::kFirstVirtioIrq + index);
+  KEEL_ASSIGN_OR_RETURN(EventFd irq_event, EventFd::Create());
+  KEEL_RETURN_IF_ERROR(vm_->RegisterIrqfd(irq_event.fd(), slot.window.irq));
+  slot.irq = std::make_unique<IrqfdInterrupt>(std::move(irq_event));
+  slot.device = std::move(device);
+  KEEL_ASSIGN_OR_RETURN(slot.transport,
+                        virtio::MmioTransport::Create(slot.device.get(), &memory_, slot.irq.get(),
+                                                      loop_.get(), slot.name));
+  KEEL_RETURN_IF_ERROR(mmio_bus_.Register(slot.window.base, slot.window.size,
+                                          slot.transport.get(), slot.name));
+  // QueueNotify writes carry the queue index: one ioeventfd per queue, matched on it.
+  const std::vector<int> notify = slot.transport->notify_fds();
+  for (size_t q = 0; q < notify.size(); ++q) {
+    KEEL_RETURN_IF_ERROR(vm_->RegisterIoeventfd(notify[q], IoSpace::kMmio,
+                                                slot.window.base + virtio::kMmioQueueNotify, 4,
+                                                static_cast<uint64_t>(q)));
+  }
+  virtio_.push_back(std::move(slot));
+  return absl::OkStatus();
+}
+
+void Machine::PressPowerButton() { power_button_->Trigger(); }
 
 absl::StatusOr<BootCpuState> Machine::LoadKernelAndTables() {
   PlatformConfig platform;
   platform.vcpus = static_cast<int>(config_.vcpus);
+  platform.power_button_irq = layout::kPowerButtonIrq;
+  for (const VirtioSlot& slot : virtio_) platform.virtio_devices.push_back(slot.window);
   KEEL_ASSIGN_OR_RETURN(PlatformInfo tables, WritePlatformTables(memory_, platform));
 
   absl::StatusOr<FileImageReader> kernel = FileImageReader::Open(config_.kernel_path);
@@ -116,7 +170,13 @@ absl::StatusOr<BootCpuState> Machine::LoadKernelAndTables() {
   BootConfig boot;
   boot.kernel = &*kernel;
   boot.initrd = initrd.has_value() ? &*initrd : nullptr;
+  // Devices are announced on the command line too, for kernels without ACPI (the DSDT has
+  // them as well; a kernel reading both finds each twice and ignores the second).
   boot.cmdline = config_.cmdline;
+  if (!platform.virtio_devices.empty()) {
+    absl::StrAppend(&boot.cmdline, boot.cmdline.empty() ? "" : " ",
+                    VirtioMmioCmdline(platform.virtio_devices));
+  }
   boot.acpi_rsdp_gpa = tables.acpi_rsdp_gpa;
   KEEL_ASSIGN_OR_RETURN(BootEntry loaded, LoadKernel(memory_, boot));
   return InitialCpuState(loaded.mode, loaded.entry, loaded.boot_info_gpa);

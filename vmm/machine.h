@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "base/event_loop.h"
 #include "base/fd.h"
+#include "vmm/device_config.h"
 #include "vmm/devices/bus.h"
 #include "vmm/devices/console.h"
 #include "vmm/devices/interrupt.h"
@@ -27,6 +28,9 @@
 #include "vmm/kvm/x86_setup.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/vcpu_thread.h"
+#include "vmm/virtio/device.h"
+#include "vmm/virtio/mmio.h"
+#include "vmm/boot/platform.h"
 
 namespace keel::vmm {
 
@@ -40,6 +44,8 @@ struct MachineConfig {
   std::string serial_log_path;
   // Stop the VM (exit status 3) if it has not ended after this many seconds; 0: never.
   uint32_t boot_timeout_s = 0;
+  std::vector<DiskConfig> disks;
+  std::vector<NetConfig> nets;
 };
 
 class Machine : public ExitSink {
@@ -55,6 +61,10 @@ class Machine : public ExitSink {
 
   void RequestExit(VmExit exit) override;
 
+  // Asks the guest to shut down cleanly by pressing its ACPI power button (a GED interrupt).
+  // The VM ends when the guest powers off; the caller decides how long to wait. Thread-safe.
+  void PressPowerButton();
+
   // The newest guest console output kept in memory, for controllers.
   static constexpr size_t kConsoleLogBytes = 256 * 1024;
 
@@ -67,6 +77,10 @@ class Machine : public ExitSink {
           std::unique_ptr<EventLoop> loop);
   absl::Status SetUpPlatform(Kvm& kvm);
   absl::Status SetUpLegacyDevices();
+  // Gives `device` the next virtio-mmio window and IOAPIC pin: an irqfd for its interrupt,
+  // the transport on the MMIO bus, an ioeventfd per queue.
+  absl::Status AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> device, std::string name);
+  absl::Status SetUpVirtioDevices();
   absl::StatusOr<BootCpuState> LoadKernelAndTables();
   absl::Status SetUpVcpus(Kvm& kvm, const BootCpuState& boot_cpu);
   absl::Status WatchSignalsAndTimeout();
@@ -87,6 +101,16 @@ class Machine : public ExitSink {
   std::unique_ptr<DebugExit> debug_exit_;
   std::unique_ptr<AcpiSleepControl> acpi_sleep_;
   NullDevice null_device_;
+  std::unique_ptr<IrqfdInterrupt> power_button_;
+
+  struct VirtioSlot {
+    std::string name;
+    MmioDeviceInfo window;
+    std::unique_ptr<virtio::VirtioDevice> device;
+    std::unique_ptr<IrqfdInterrupt> irq;
+    std::unique_ptr<virtio::MmioTransport> transport;
+  };
+  std::vector<VirtioSlot> virtio_;
 
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   VcpuControl vcpu_control_;

@@ -181,6 +181,18 @@ std::vector<uint8_t> BuildDsdt(const PlatformConfig& config) {
                                                              static_cast<uint32_t>(d.size)),
                                           aml::ExtendedInterrupt(d.irq, {})}))}));
   }
+  if (config.power_button_irq != 0) {
+    // Hardware-reduced ACPI has no fixed power button: a Generic Event Device's interrupt
+    // runs _EVT, which reports the button as pressed (ACPI 6.5 §4.8.2.2.1.2: Notify 0x80).
+    devices.push_back(aml::Device(
+        "GED0",
+        {aml::Name("_HID", aml::String("ACPI0013")), aml::Name("_UID", aml::Integer(0)),
+         aml::Name("_CRS",
+                   aml::ResourceTemplate({aml::ExtendedInterrupt(config.power_button_irq, {})})),
+         aml::Method("_EVT", 1, {aml::Notify("\\_SB_.PWRB", 0x80)})}));
+    devices.push_back(aml::Device(
+        "PWRB", {aml::Name("_HID", aml::EisaId("PNP0C0C")), aml::Name("_UID", aml::Integer(0))}));
+  }
   std::vector<uint8_t> body = aml::Scope("\\_SB_", devices);
   // \_S5_: SLP_TYPa, SLP_TYPb (ACPI 6.5 §7.4.2). Only SLP_TYPa reaches the hardware.
   const aml::Bytes s5 =

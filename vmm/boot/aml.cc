@@ -16,6 +16,8 @@ constexpr uint8_t kQWordPrefix = 0x0e;
 constexpr uint8_t kScopeOp = 0x10;
 constexpr uint8_t kBufferOp = 0x11;
 constexpr uint8_t kPackageOp = 0x12;
+constexpr uint8_t kMethodOp = 0x14;
+constexpr uint8_t kNotifyOp = 0x86;
 constexpr uint8_t kExtOpPrefix = 0x5b;
 constexpr uint8_t kDeviceOp = 0x82;  // after kExtOpPrefix
 constexpr uint8_t kRootChar = '\\';
@@ -159,6 +161,20 @@ Bytes Device(std::string_view name, const std::vector<Bytes>& terms) {
   Bytes body = NameString(name);
   for (const Bytes& t : terms) Append(body, t);
   return WithPkgLength({kExtOpPrefix, kDeviceOp}, body);
+}
+
+Bytes Method(std::string_view name, uint8_t arg_count, const std::vector<Bytes>& terms) {
+  Bytes body = NameString(name);
+  body.push_back(static_cast<uint8_t>(arg_count & 0x7));  // MethodFlags: not serialized
+  for (const Bytes& t : terms) Append(body, t);
+  return WithPkgLength({kMethodOp}, body);
+}
+
+Bytes Notify(std::string_view path, uint64_t value) {
+  Bytes out = {kNotifyOp};
+  Append(out, NameString(path));
+  Append(out, Integer(value));
+  return out;
 }
 
 Bytes ResourceTemplate(const std::vector<Bytes>& descriptors) {

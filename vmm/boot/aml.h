@@ -2,8 +2,8 @@
 // Language (AML) Specification", §6.4 "Resource Data Types for ACPI").
 //
 // Each function returns the encoding of one AML term; terms nest by passing their bytes to
-// the enclosing term. Only what a microVM DSDT needs is here: Scope, Device, Name, integers,
-// strings, EISAID, Package and resource templates with IO, IRQNoFlags, Memory32Fixed and
+// the enclosing term. Only what a microVM DSDT needs is here: Scope, Device, Name, Method,
+// Notify, integers, strings, EISAID, Package and resource templates with IO, IRQNoFlags, Memory32Fixed and
 // Extended Interrupt descriptors.
 //
 // Example (the ASL on the left, AML via this file on the right):
@@ -44,6 +44,11 @@ Bytes Package(const std::vector<Bytes>& elements);
 Bytes Name(std::string_view name, const Bytes& value);
 Bytes Scope(std::string_view path, const std::vector<Bytes>& terms);
 Bytes Device(std::string_view name, const std::vector<Bytes>& terms);
+
+// Method (name, arg_count) { terms } — §20.2.5.2 DefMethod, not serialized.
+Bytes Method(std::string_view name, uint8_t arg_count, const std::vector<Bytes>& terms);
+// Notify (path, value) — §20.2.5.3 DefNotify.
+Bytes Notify(std::string_view path, uint64_t value);
 
 // ResourceTemplate (a Buffer of resource descriptors closed by an End Tag, §6.4.2.9).
 Bytes ResourceTemplate(const std::vector<Bytes>& descriptors);

@@ -40,8 +40,19 @@ absl::Status ValidatePlatformConfig(const PlatformConfig& config) {
                                                       config.vcpus, kMaxPlatformVcpus));
   }
   const auto& devs = config.virtio_devices;
+  if (config.power_button_irq != 0 &&
+      (config.power_button_irq < layout::kFirstVirtioIrq ||
+       config.power_button_irq >= layout::kIoapicPins)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "power button irq %u must be an IOAPIC pin in [%u, %u)", config.power_button_irq,
+        layout::kFirstVirtioIrq, layout::kIoapicPins));
+  }
   for (size_t i = 0; i < devs.size(); ++i) {
     KEEL_RETURN_IF_ERROR(CheckDevice(devs[i], i));
+    if (devs[i].irq == config.power_button_irq) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "virtio device %u and the power button share irq %u", i, devs[i].irq));
+    }
     for (size_t j = 0; j < i; ++j) {
       if (devs[i].irq == devs[j].irq) {
         return absl::InvalidArgumentError(absl::StrFormat(

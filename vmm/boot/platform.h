@@ -41,6 +41,11 @@ struct MmioDeviceInfo {
 struct PlatformConfig {
   int vcpus = 1;  // APIC id of vCPU i is i
   std::vector<MmioDeviceInfo> virtio_devices;
+  // The IOAPIC pin of the ACPI power button, or 0 for none. The DSDT then has a Generic
+  // Event Device (ACPI0013, ACPI 6.5 §5.6.9) with this edge-triggered interrupt whose _EVT
+  // notifies a power button device (PNP0C0C) with 0x80 "pressed": an edge on the pin asks
+  // the guest to shut down cleanly.
+  uint32_t power_button_irq = 0;
 };
 
 inline constexpr int kMaxPlatformVcpus = 4096;

@@ -244,6 +244,34 @@ TEST_F(IaslTest, DisassemblesEveryTable) {
   EXPECT_THAT(madt, HasSubstr("[Interrupt Source Override]"));
 }
 
+TEST_F(IaslTest, PowerButtonIsAGenericEventDeviceNotifyingPwrb) {
+  if (!HaveIasl()) GTEST_SKIP() << "iasl (acpica-tools) is not installed";
+  PlatformConfig config = kTwoDevices;
+  config.power_button_irq = 23;
+  const Rsdp rsdp = Write(config);
+
+  const std::string dsdt =
+      Disassemble("dsdt", Table(Read<Fadt>(XsdtEntries(rsdp)[0]).x_dsdt));
+
+  EXPECT_THAT(dsdt, HasSubstr("Device (GED0)"));
+  EXPECT_THAT(dsdt, HasSubstr("\"ACPI0013\""));
+  EXPECT_THAT(dsdt, HasSubstr("0x00000017,"));  // the interrupt: GSI 23
+  EXPECT_THAT(dsdt, HasSubstr("Method (_EVT, 1, NotSerialized)"));
+  EXPECT_THAT(dsdt, HasSubstr("Notify (\\_SB.PWRB, 0x80)"));
+  EXPECT_THAT(dsdt, HasSubstr("Device (PWRB)"));
+  EXPECT_THAT(dsdt, HasSubstr("EisaId (\"PNP0C0C\")"));
+}
+
+TEST(PlatformConfigTest, PowerButtonIrqMustBeAFreeIoapicPin) {
+  PlatformConfig clash = kTwoDevices;
+  clash.power_button_irq = 6;  // virtio device 1's
+  PlatformConfig out_of_range = kTwoDevices;
+  out_of_range.power_button_irq = 24;
+
+  EXPECT_EQ(ValidatePlatformConfig(clash).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidatePlatformConfig(out_of_range).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(IaslTest, DisassemblesAnX2ApicMadt) {
   if (!HaveIasl()) GTEST_SKIP() << "iasl (acpica-tools) is not installed";
   const Rsdp rsdp = Write(WithVcpus(300));
