@@ -40,7 +40,7 @@ LogLevel MinLogLevel() {
 
 void SetLogTag(const char* tag) { g_tag.store(tag); }
 
-LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(level) {
+LogMessage::LogMessage(LogLevel level, const char* file, int line) {
   stream_ << g_tag.load() << ": " << LevelName(level) << ": ";
   if (level == LogLevel::kDebug) {
     const char* base = strrchr(file, '/');
@@ -49,9 +49,8 @@ LogMessage::LogMessage(LogLevel level, const char* file, int line) : level_(leve
 }
 
 LogMessage::~LogMessage() {
-  (void)level_;
   stream_ << '\n';
-  std::string s = stream_.str();
+  const std::string& s = stream_.text();
   const char* p = s.data();
   size_t left = s.size();
   while (left > 0) {

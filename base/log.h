@@ -4,7 +4,12 @@
 //   KEEL_LOG(INFO) << "vm " << name << " started";
 #pragma once
 
-#include <sstream>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 
 namespace keel {
 
@@ -16,20 +21,43 @@ LogLevel MinLogLevel();
 // A short tag printed before every message, e.g. the program name.
 void SetLogTag(const char* tag);
 
+// What KEEL_LOG streams into: anything absl::StrCat takes, plus chars, std::string_view and
+// absl::Status. Deliberately not a std::ostream: iostreams pull the C++ locale machinery into
+// every binary, and keel-vmm's size is part of each VM's memory cost.
+class LogStream {
+ public:
+  template <typename T>
+  LogStream& operator<<(const T& value) {
+    if constexpr (std::is_same_v<T, absl::Status>) {
+      absl::StrAppend(&text_, value.ToString());
+    } else if constexpr (std::is_same_v<T, std::string_view>) {
+      text_.append(value.data(), value.size());
+    } else if constexpr (std::is_same_v<T, char>) {
+      text_.push_back(value);
+    } else {
+      absl::StrAppend(&text_, value);
+    }
+    return *this;
+  }
+  std::string& text() { return text_; }
+
+ private:
+  std::string text_;
+};
+
 class LogMessage {
  public:
   LogMessage(LogLevel level, const char* file, int line);
   ~LogMessage();
-  std::ostream& stream() { return stream_; }
+  LogStream& stream() { return stream_; }
 
  private:
-  LogLevel level_;
-  std::ostringstream stream_;
+  LogStream stream_;
 };
 
 // Turns the streamed expression into void so both ternary branches have one type.
 struct LogVoidify {
-  void operator&(std::ostream&) {}
+  void operator&(LogStream&) {}
 };
 
 // The names KEEL_LOG takes: KEEL_LOG(DEBUG), KEEL_LOG(INFO), KEEL_LOG(WARNING), KEEL_LOG(ERROR).

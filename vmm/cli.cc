@@ -2,7 +2,6 @@
 
 #include <charconv>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <map>
 
@@ -58,14 +57,16 @@ guest cannot continue (the vCPU registers are printed); 128+N when stopped by si
 }
 
 uint64_t HostMemoryMib() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  uint64_t kib = 0;
-  std::string unit;
-  while (meminfo >> key >> kib >> unit) {
-    if (key == "MemTotal:") return kib / 1024;
+  // Read with plain stdio: keel-vmm stays free of iostreams (see base/log.h).
+  FILE* f = fopen("/proc/meminfo", "re");
+  if (f == nullptr) return 0;
+  char line[256];
+  unsigned long long kib = 0;
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    if (sscanf(line, "MemTotal: %llu kB", &kib) == 1) break;
   }
-  return 0;
+  fclose(f);
+  return kib / 1024;
 }
 
 absl::StatusOr<CliOptions> ParseCommandLine(const std::vector<std::string>& args) {
