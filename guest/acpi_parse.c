@@ -165,6 +165,7 @@ static void find_hid(const uint8_t* p, const uint8_t* end, char* hid, size_t cap
 }
 
 void aml_for_each_device(const uint8_t* aml, size_t len, aml_device_fn fn, void* ctx) {
+  if (aml == NULL || len == 0) return;  // (NULL + 0 is undefined in C)
   const uint8_t* end = aml + len;
   for (const uint8_t* p = aml; end - p > 2; p++) {
     if (!is_device_op(p, end)) continue;
@@ -267,6 +268,7 @@ static bool buffer_literal(const uint8_t* p, const uint8_t* end, const uint8_t**
 }
 
 bool aml_device_resources(const uint8_t* body, size_t len, struct aml_resources* out) {
+  if (body == NULL || len == 0) return false;
   const uint8_t* end = body + len;
   const uint8_t* data;
   size_t size;
@@ -293,6 +295,7 @@ bool aml_device_resources(const uint8_t* body, size_t len, struct aml_resources*
 }
 
 bool aml_find_s5(const uint8_t* aml, size_t len, uint8_t* slp_typ) {
+  if (aml == NULL || len == 0) return false;
   const uint8_t* end = aml + len;
   for (const uint8_t* p = aml; end - p >= 8; p++) {
     if (p[0] != AML_NAME_OP) continue;
