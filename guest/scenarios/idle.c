@@ -84,3 +84,26 @@ static int run_idle(struct scenario_ctx* ctx) {
   power_off(&a);
 }
 KEEL_SCENARIO(idle, "idle", run_idle);
+
+// keeltest=poweroff: soft-off at once through the FADT's sleep control register, as an OS
+// does at the end of `poweroff` (the VMM exits 0). Falls back like `idle` does.
+static int run_poweroff(struct scenario_ctx* ctx) {
+  static struct acpi_info a;
+  char err[160];
+  if (acpi_read(&a, ctx->boot->rsdp, err, sizeof(err)) != NULL)
+    return scenario_fail(ctx, "no usable ACPI tables: %s", err);
+  KT_LINE("poweroff");
+  power_off(&a);
+}
+KEEL_SCENARIO(poweroff, "poweroff", run_poweroff);
+
+// keeltest=reset: pulse the reset line through the i8042 (command 0xFE to port 0x64), the
+// FADT's RESET_REG on a PC (the VMM exits 0). FAILs if the guest is still running a second
+// later.
+static int run_reset(struct scenario_ctx* ctx) {
+  KT_LINE("reset");
+  outb(0x64, 0xFE);
+  udelay(1000000);
+  return scenario_fail(ctx, "still running a second after the i8042 reset command");
+}
+KEEL_SCENARIO(reset, "reset", run_reset);

@@ -90,6 +90,13 @@ class ScenarioTest(unittest.TestCase):
 
 
 class LifecycleTest(unittest.TestCase):
+    def test_guest_poweroff_and_reset_exit_0(self):
+        for scenario in ("poweroff", "reset"):
+            code, lines, err = boot(scenario)
+            self.assertEqual(code, 0, "\n".join(lines) + err)
+            self.assertIn("keeltest: " + scenario, lines)
+            self.assertFalse(any("FAIL" in l or "did not power off" in l for l in lines), lines)
+
     def test_sigterm_stops_an_idle_guest(self):
         p = subprocess.Popen([VMM, "--kernel", ELF, "--cmdline", "keeltest=idle"],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
