@@ -139,8 +139,9 @@ int RunControlled(keel::vmm::CliOptions& opts) {
   signals.Reset();
 
   std::unique_ptr<keel::vmm::Kvm> kvm;
-  absl::StatusOr<std::unique_ptr<keel::vmm::Machine>> machine = launch->status;
-  if (launch->status.ok()) machine = BuildMachine(launch->machine, kvm);
+  absl::StatusOr<std::unique_ptr<keel::vmm::Machine>> machine =
+      launch->status.ok() ? BuildMachine(launch->machine, kvm)
+                          : absl::StatusOr<std::unique_ptr<keel::vmm::Machine>>(launch->status);
   launch->fds.clear();  // Machine::Create kept what it needs
   if (!machine.ok()) {
     (*server)->LaunchFailed(machine.status());
