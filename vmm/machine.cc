@@ -17,6 +17,18 @@
 
 namespace keel::vmm {
 
+namespace {
+
+// What an inherited descriptor's messages call it: the path it was opened as, if known.
+std::string FdPath(int fd) {
+  char path[4096];
+  const ssize_t n = readlink(absl::StrCat("/proc/self/fd/", fd).c_str(), path, sizeof(path));
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof(path)) return absl::StrCat("descriptor ", fd);
+  return std::string(path, static_cast<size_t>(n));
+}
+
+}  // namespace
+
 Machine::Machine(const MachineConfig& config, GuestMemory memory, std::unique_ptr<Vm> vm,
                  std::unique_ptr<EventLoop> loop)
     : config_(config), memory_(std::move(memory)), vm_(std::move(vm)), loop_(std::move(loop)) {}
@@ -188,13 +200,13 @@ absl::StatusOr<BootCpuState> Machine::LoadKernelAndTables() {
   KEEL_ASSIGN_OR_RETURN(PlatformInfo tables, WritePlatformTables(memory_, platform));
 
   absl::StatusOr<FileImageReader> kernel =
-      config_.kernel_fd >= 0 ? FileImageReader::FromFd(config_.kernel_fd, "the kernel image")
+      config_.kernel_fd >= 0 ? FileImageReader::FromFd(config_.kernel_fd, FdPath(config_.kernel_fd))
                              : FileImageReader::Open(config_.kernel_path);
   if (!kernel.ok()) return Annotate(kernel.status(), "--kernel");
   std::optional<FileImageReader> initrd;
   if (config_.initrd_fd >= 0 || !config_.initrd_path.empty()) {
     absl::StatusOr<FileImageReader> r =
-        config_.initrd_fd >= 0 ? FileImageReader::FromFd(config_.initrd_fd, "the initrd")
+        config_.initrd_fd >= 0 ? FileImageReader::FromFd(config_.initrd_fd, FdPath(config_.initrd_fd))
                                : FileImageReader::Open(config_.initrd_path);
     if (!r.ok()) return Annotate(r.status(), "--initrd");
     initrd.emplace(std::move(*r));

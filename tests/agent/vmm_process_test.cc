@@ -318,6 +318,7 @@ TEST_F(VmmProcessTest, ANonKernelIsRefusedWithExitStatus2) {
     processes_[p->pid()] = kj::mv(p);
     ADD_FAILURE() << "launch of a text file succeeded";
   } catch (const kj::Exception& e) {
+    RecordProperty("launch_error", e.getDescription().cStr());
     EXPECT_EQ(e.getType(), kj::Exception::Type::FAILED);
     EXPECT_THAT(std::string(e.getDescription().cStr()), HasSubstr("kernel"));
     EXPECT_THAT(std::string(e.getDescription().cStr()),
