@@ -457,3 +457,192 @@ TEST_F(KeeldTest, NicTapLivesOnTheBridgeWhileTheVmRuns) {
 
 }  // namespace
 }  // namespace keel::agent
+
+namespace keel::agent {
+namespace {
+
+class ProgressSink final : public rpc::ImportProgress::Server {
+ public:
+  explicit ProgressSink(std::shared_ptr<std::vector<uint64_t>> done) : done_(std::move(done)) {}
+
+ protected:
+  kj::Promise<void> progress(ProgressContext context) override {
+    done_->push_back(context.getParams().getDoneBytes());
+    return kj::READY_NOW;
+  }
+
+ private:
+  std::shared_ptr<std::vector<uint64_t>> done_;
+};
+
+TEST_F(KeeldTest, VolumesImportSparseAttachAndRefuseDeletionWhileAttached) {
+  // A 64 MiB source with 1 MiB of data in the middle.
+  std::string source = dir_ + "/images/src.img";
+  {
+    int fd = open(source.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, 64 << 20), 0);
+    std::string data(1 << 20, 'k');
+    ASSERT_EQ(pwrite(fd, data.data(), data.size(), 32 << 20), static_cast<ssize_t>(data.size()));
+    close(fd);
+  }
+  auto done = std::make_shared<std::vector<uint64_t>>();
+  auto imp = agent_->importVolumeRequest();
+  imp.initSpec().setName("root");
+  imp.setSourcePath("src.img");
+  imp.setProgress(kj::heap<ProgressSink>(done));
+  auto imported = imp.send().wait(ws());
+  ASSERT_TRUE(imported.getResult().isVolume()) << imported.getResult().getError().getMessage().cStr();
+  auto vol = imported.getResult().getVolume();
+  EXPECT_EQ(vol.getSizeBytes(), uint64_t{64} << 20);
+  EXPECT_EQ(vol.getState(), rpc::VolumeState::READY);
+  EXPECT_LT(vol.getAllocatedBytes(), uint64_t{8} << 20);  // holes stayed holes
+  ASSERT_TRUE(WaitFor([&] { return !done->empty() && done->back() == (uint64_t{64} << 20); }));
+  std::string path = vol.getPath();
+  {
+    std::ifstream in(path, std::ios::binary);
+    in.seekg(32 << 20);
+    char c = 0;
+    in.read(&c, 1);
+    EXPECT_EQ(c, 'k');
+  }
+
+  auto outside = agent_->importVolumeRequest();
+  outside.initSpec().setName("evil");
+  outside.setSourcePath("/etc/hostname");
+  auto refused = outside.send().wait(ws());
+  ASSERT_TRUE(refused.getResult().isError());
+  EXPECT_EQ(refused.getResult().getError().getCode(), rpc::Error::Code::PERMISSION_DENIED);
+
+  auto cv = agent_->createVolumeRequest();
+  cv.initSpec().setName("data");
+  cv.getSpec().setSizeBytes(1000);  // not a multiple of 512
+  EXPECT_EQ(cv.send().wait(ws()).getResult().getError().getCode(),
+            rpc::Error::Code::INVALID_ARGUMENT);
+  auto cv2 = agent_->createVolumeRequest();
+  cv2.initSpec().setName("data");
+  cv2.getSpec().setSizeBytes(uint64_t{1} << 30);
+  ASSERT_TRUE(cv2.send().wait(ws()).getResult().isVolume());
+
+  auto req = agent_->createVmRequest();
+  FillSpec(req.initSpec(), "with-disk", /*auto_start=*/false);
+  req.getSpec().initDisks(1)[0].setVolume("root");
+  auto created = req.send().wait(ws());
+  ASSERT_TRUE(created.getResult().isVm());
+  auto vm = created.getResult().getVm().getVm();
+
+  auto list = agent_->listVolumesRequest().send().wait(ws());
+  ASSERT_EQ(list.getVolumes().size(), 2u);
+  for (auto v : list.getVolumes()) {
+    EXPECT_EQ(v.getAttachedTo().size(), std::string(v.getName()) == "root" ? 1u : 0u);
+  }
+  auto del = agent_->deleteVolumeRequest();
+  del.setName("root");
+  auto busy = del.send().wait(ws());
+  ASSERT_TRUE(busy.getResult().isError());
+  EXPECT_EQ(busy.getResult().getError().getCode(), rpc::Error::Code::FAILED_PRECONDITION);
+
+  // Another holder of the image's write lock: starting is refused with imageLocked.
+  int lock_fd = open(path.c_str(), O_RDWR);
+  ASSERT_GE(lock_fd, 0);
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  ASSERT_EQ(fcntl(lock_fd, F_OFD_SETLK, &fl), 0);
+  auto start = vm.startRequest().send().wait(ws());
+  close(lock_fd);
+  ASSERT_TRUE(start.getResult().isError());
+  EXPECT_EQ(start.getResult().getError().getCode(), rpc::Error::Code::IMAGE_LOCKED);
+  EXPECT_TRUE(Vmms().empty());
+
+  ASSERT_TRUE(vm.deleteRequest().send().wait(ws()).getResult().isInfo());
+  auto del2 = agent_->deleteVolumeRequest();
+  del2.setName("root");
+  EXPECT_TRUE(del2.send().wait(ws()).getResult().isOk());
+  EXPECT_FALSE(fs::exists(path));
+}
+
+TEST_F(KeeldTest, FollowConsoleAndReboot) {
+  auto created = Create("r", "chatty");
+  ASSERT_TRUE(created.getResult().isVm());
+  auto vm = created.getResult().getVm().getVm();
+  int32_t first_pid = created.getResult().getVm().getInfo().getPid();
+
+  class Sink final : public rpc::ConsoleSink::Server {
+   public:
+    Sink(std::shared_ptr<std::string> text, std::shared_ptr<bool> ended)
+        : text_(std::move(text)), ended_(std::move(ended)) {}
+
+   protected:
+    kj::Promise<void> write(WriteContext context) override {
+      auto data = context.getParams().getData();
+      text_->append(reinterpret_cast<const char*>(data.begin()), data.size());
+      return kj::READY_NOW;
+    }
+    kj::Promise<void> done(DoneContext) override {
+      *ended_ = true;
+      return kj::READY_NOW;
+    }
+
+   private:
+    std::shared_ptr<std::string> text_;
+    std::shared_ptr<bool> ended_;
+  };
+  auto text = std::make_shared<std::string>();
+  auto ended = std::make_shared<bool>(false);
+  auto follow = vm.followConsoleRequest();
+  follow.setOffset(0);
+  follow.setSink(kj::heap<Sink>(text, ended));
+  auto handle = follow.send().wait(ws()).getHandle();
+  ASSERT_TRUE(WaitFor([&] { return !text->empty(); }));
+
+  auto rebooted = vm.rebootRequest().send().wait(ws());
+  ASSERT_TRUE(rebooted.getResult().isInfo());
+  EXPECT_EQ(rebooted.getResult().getInfo().getState(), VmState::RUNNING);
+  EXPECT_NE(rebooted.getResult().getInfo().getPid(), first_pid);
+  EXPECT_TRUE(WaitFor([&] { return *ended; }));  // the follow ended with the first VMM
+
+  auto hard = vm.shutdownRequest();
+  hard.setMode(rpc::ShutdownMode::HARD);
+  auto stopped = hard.send().wait(ws());
+  EXPECT_EQ(stopped.getResult().getInfo().getState(), VmState::STOPPED);
+  EXPECT_TRUE(Vmms().empty());
+}
+
+TEST_F(KeeldTest, RestartReconcilesWhatHappenedWhileKeeldWasDown) {
+  std::string crashed_id;
+  int32_t crashed_pid = 0;
+  {
+    auto a = Create("a", "dies-while-down");
+    ASSERT_TRUE(a.getResult().isVm());
+    crashed_id = a.getResult().getVm().getInfo().getId();
+    crashed_pid = a.getResult().getVm().getInfo().getPid();
+  }
+  agent_.reset();
+  client_.reset();
+  StopKeeld(SIGKILL);
+  kill(crashed_pid, SIGKILL);
+  // Leftovers of an interrupted operation: a run directory and a VMM the store does not know.
+  fs::create_directories(dir_ + "/run/vms/stray");
+  std::string stray_sock = dir_ + "/run/vms/stray/control.sock";
+  pid_t stray = fork();
+  if (stray == 0) {
+    execl("/bin/sh", "sh", "-c", "while :; do sleep 1; done", "keel-vmm", "--control-socket",
+          stray_sock.c_str(), nullptr);
+    _exit(127);
+  }
+  StartKeeld();
+  int status = 0;
+  EXPECT_EQ(waitpid(stray, &status, 0), stray);  // keeld killed it
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_FALSE(fs::exists(dir_ + "/run/vms/stray"));
+  auto get = agent_->getVmRequest();
+  get.setVm(crashed_id);
+  auto info = get.send().wait(ws()).getResult().getVm().getInfo();
+  EXPECT_EQ(info.getState(), VmState::CRASHED);
+  EXPECT_GT(info.getLastError().size(), 0u);
+  EXPECT_EQ(info.getPid(), 0);
+}
+
+}  // namespace
+}  // namespace keel::agent
