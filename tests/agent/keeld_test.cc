@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "capnp/ez-rpc.h"
+#include "capnp/rpc-twoparty.h"
+#include "kj/compat/tls.h"
 #include "kj/async-io.h"
 #include "gtest/gtest.h"
 #include "net/netlink.h"
@@ -642,6 +644,63 @@ TEST_F(KeeldTest, RestartReconcilesWhatHappenedWhileKeeldWasDown) {
   EXPECT_EQ(info.getState(), VmState::CRASHED);
   EXPECT_GT(info.getLastError().size(), 0u);
   EXPECT_EQ(info.getPid(), 0);
+}
+
+}  // namespace
+}  // namespace keel::agent
+
+namespace keel::agent {
+namespace {
+
+TEST_F(KeeldTest, TcpWithTlsNeedsAClientCertificate) {
+  if (system("command -v openssl >/dev/null 2>&1") != 0) GTEST_SKIP() << "no openssl CLI";
+  std::string d = dir_ + "/tls";
+  fs::create_directories(d);
+  std::string script =
+      "cd " + d + " && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+      "-subj /CN=keel-test-ca && "
+      "openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost && "
+      "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem "
+      "-days 2 && "
+      "openssl req -newkey rsa:2048 -nodes -keyout cli.key -out cli.csr -subj /CN=controller && "
+      "openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cli.pem "
+      "-days 2";
+  ASSERT_EQ(system((script + " >/dev/null 2>&1").c_str()), 0);
+  std::string port = std::to_string(20000 + getpid() % 20000);
+  agent_.reset();
+  client_.reset();
+  StopKeeld();
+  StartKeeld({"--tcp-listen=127.0.0.1:" + port, "--tls-cert=" + d + "/srv.pem",
+              "--tls-key=" + d + "/srv.key", "--tls-client-ca=" + d + "/ca.pem"});
+
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  std::string ca = read(d + "/ca.pem"), cert = read(d + "/cli.pem"), key = read(d + "/cli.key");
+  auto connect = [&](bool with_cert) -> bool {
+    kj::TlsCertificate trusted(kj::StringPtr(ca.c_str()));
+    kj::TlsKeypair keypair{kj::TlsPrivateKey(kj::StringPtr(key.c_str())),
+                           kj::TlsCertificate(kj::StringPtr(cert.c_str()))};
+    kj::TlsContext::Options options;
+    options.useSystemTrustStore = false;
+    options.trustedCertificates = kj::arrayPtr(&trusted, 1);
+    if (with_cert) options.defaultKeypair = keypair;
+    kj::TlsContext tls(kj::mv(options));
+    auto network = tls.wrapNetwork(client_->getIoProvider().getNetwork());
+    auto result = kj::runCatchingExceptions([&]() {
+      auto address = network->parseAddress(kj::str("localhost:", port.c_str())).wait(ws());
+      auto stream = address->connect().wait(ws());
+      capnp::TwoPartyClient rpc(*stream);
+      auto agent = rpc.bootstrap().castAs<rpc::HostAgent>();
+      auto info = agent.hostInfoRequest().send().wait(ws());
+      EXPECT_EQ(info.getInfo().getApiVersion(), rpc::API_VERSION);
+    });
+    return result == nullptr;
+  };
+  EXPECT_TRUE(connect(true));
+  EXPECT_FALSE(connect(false));
 }
 
 }  // namespace
