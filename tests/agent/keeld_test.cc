@@ -26,7 +26,9 @@
 #include "kj/compat/tls.h"
 #include "kj/async-io.h"
 #include "gtest/gtest.h"
+#include "net/bridged_tap.h"
 #include "net/netlink.h"
+#include "sqlite3.h"
 #include "rpc/keel.capnp.h"
 
 namespace keel::agent {
@@ -701,6 +703,69 @@ TEST_F(KeeldTest, TcpWithTlsNeedsAClientCertificate) {
   };
   EXPECT_TRUE(connect(true));
   EXPECT_FALSE(connect(false));
+}
+
+}  // namespace
+}  // namespace keel::agent
+
+namespace keel::agent {
+namespace {
+
+// keeld killed half-way through starting a VM: the store says `starting`, a tap exists on the
+// bridge and a VMM runs that keeld never recorded. A restart must leave none of it.
+TEST_F(KeeldTest, RestartCleansUpAnInterruptedStart) {
+  std::string net_name = "i" + std::to_string(getpid() % 100000);
+  std::string bridge = "kbr-" + net_name;
+  links_.push_back(bridge);
+  auto nreq = agent_->createNetworkRequest();
+  nreq.initSpec().setName(net_name);
+  ASSERT_TRUE(nreq.send().wait(ws()).getResult().isNetwork());
+  std::string id, tap;
+  {
+    auto req = agent_->createVmRequest();
+    FillSpec(req.initSpec(), "half-started", /*auto_start=*/false);
+    req.getSpec().initNics(1)[0].setNetwork(net_name);
+    auto created = req.send().wait(ws());
+    ASSERT_TRUE(created.getResult().isVm());
+    id = created.getResult().getVm().getInfo().getId();
+    tap = created.getResult().getVm().getInfo().getNics()[0].getTap();
+    links_.push_back(tap);
+  }
+  agent_.reset();
+  client_.reset();
+  StopKeeld(SIGKILL);
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/state/keel.db").c_str(), &db), SQLITE_OK);
+  std::string sql = "UPDATE vms SET state=1, desired=2 WHERE id='" + id + "'";
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  {
+    auto nl = net::NetlinkSocket::Open();
+    ASSERT_TRUE(nl.ok());
+    auto made = net::CreateBridgedTap(*nl, {.name = tap, .bridge = bridge});
+    ASSERT_TRUE(made.ok()) << made.status();
+  }
+  std::string run = dir_ + "/run/vms/" + id;
+  fs::create_directories(run);
+  std::string sock = run + "/control.sock";
+  pid_t vmm = fork();
+  if (vmm == 0) {
+    execl("/bin/sh", "sh", "-c", "while :; do sleep 1; done", "keel-vmm", "--control-socket",
+          sock.c_str(), nullptr);
+    _exit(127);
+  }
+
+  StartKeeld();
+  int status = 0;
+  EXPECT_EQ(waitpid(vmm, &status, 0), vmm);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_FALSE(LinkExists(tap));
+  auto get = agent_->getVmRequest();
+  get.setVm(id);
+  auto info = get.send().wait(ws()).getResult().getVm().getInfo();
+  EXPECT_EQ(info.getState(), VmState::STOPPED);
+  EXPECT_GT(info.getLastError().size(), 0u);
 }
 
 }  // namespace
