@@ -149,6 +149,21 @@ class KeeldTest : public ::testing::Test {
     }
     return out;
   }
+  // A process that looks like a keel-vmm of VM `id` under this keeld's run directory (what
+  // keeld recognizes a VMM by), standing in for one whose start keeld never recorded.
+  pid_t FakeVmm(const std::string& id) {
+    std::string run = dir_ + "/run/vms/" + id;
+    fs::create_directories(run);
+    std::string sock = run + "/control.sock";
+    pid_t pid = fork();
+    if (pid == 0) {
+      execl("/bin/sh", "sh", "-c", "while :; do sleep 1; done", "keel-vmm", "--control-socket",
+            sock.c_str(), nullptr);
+      _exit(127);
+    }
+    return pid;
+  }
+
   void KillVmms() {
     if (dir_.empty()) return;
     for (pid_t p : Vmms()) kill(p, SIGKILL);
@@ -627,14 +642,7 @@ TEST_F(KeeldTest, RestartReconcilesWhatHappenedWhileKeeldWasDown) {
   StopKeeld(SIGKILL);
   kill(crashed_pid, SIGKILL);
   // Leftovers of an interrupted operation: a run directory and a VMM the store does not know.
-  fs::create_directories(dir_ + "/run/vms/stray");
-  std::string stray_sock = dir_ + "/run/vms/stray/control.sock";
-  pid_t stray = fork();
-  if (stray == 0) {
-    execl("/bin/sh", "sh", "-c", "while :; do sleep 1; done", "keel-vmm", "--control-socket",
-          stray_sock.c_str(), nullptr);
-    _exit(127);
-  }
+  pid_t stray = FakeVmm("stray");
   StartKeeld();
   int status = 0;
   EXPECT_EQ(waitpid(stray, &status, 0), stray);  // keeld killed it
@@ -746,15 +754,7 @@ TEST_F(KeeldTest, RestartCleansUpAnInterruptedStart) {
     auto made = net::CreateBridgedTap(*nl, {.name = tap, .bridge = bridge});
     ASSERT_TRUE(made.ok()) << made.status();
   }
-  std::string run = dir_ + "/run/vms/" + id;
-  fs::create_directories(run);
-  std::string sock = run + "/control.sock";
-  pid_t vmm = fork();
-  if (vmm == 0) {
-    execl("/bin/sh", "sh", "-c", "while :; do sleep 1; done", "keel-vmm", "--control-socket",
-          sock.c_str(), nullptr);
-    _exit(127);
-  }
+  pid_t vmm = FakeVmm(id);
 
   StartKeeld();
   int status = 0;
