@@ -147,6 +147,11 @@ absl::Status BlockDevice::Activate(ActivateContext context) {
 
 void BlockDevice::ProcessQueue(size_t) {
   if (queue_ == nullptr || broken_) return;
+  DrainQueue();
+  MaybeInterrupt();
+}
+
+void BlockDevice::DrainQueue() {
   bool ring_broken = false;
   do {
     queue_->DisableNotifications();
@@ -163,7 +168,6 @@ void BlockDevice::ProcessQueue(size_t) {
     }
   } while (!ring_broken && !broken_ && queue_->EnableNotifications());
   if (ring_broken) Break("the available ring is corrupt");
-  MaybeInterrupt();
 }
 
 void BlockDevice::HandleChain(uint16_t head, bool* kick) {
@@ -235,6 +239,10 @@ void BlockDevice::Complete(uint16_t head, uint8_t* status_byte, uint8_t status,
 
 void BlockDevice::OnBackendReady() {
   ReapCompletions();
+  // A driver that is kept busy refills the ring as completions arrive; while this thread is
+  // awake anyway, take those requests now instead of waiting for their notification (which
+  // the driver may not even send: avail_event still points at the last pass).
+  if (!broken_) DrainQueue();
   MaybeInterrupt();
 }
 

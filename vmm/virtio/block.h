@@ -90,6 +90,8 @@ class BlockDevice : public VirtioDevice {
 
  private:
   BlockDevice(std::unique_ptr<block::Backend> backend, BlockDeviceOptions options);
+  // Pops, parses and submits every available chain, then re-arms notifications.
+  void DrainQueue();
   void HandleChain(uint16_t head, bool* kick);
   void OnBackendReady();
   void ReapCompletions();
