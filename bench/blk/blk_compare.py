@@ -11,8 +11,12 @@ the polling guest, so this is mostly guest time) and of its threads other than v
 I/O thread and io_uring workers: what serving the disk costs the host). Then Keel as % of
 raw and as a multiple of QEMU.
 
+The three are interleaved (raw, keel, qemu for reads, then for writes) and the whole
+sequence repeated --rounds times, so slow drifts of a shared host hit all three alike; every
+round is printed, and the summary takes each row's median round (by IOPS).
+
     blk_compare.py --vmm build/vmm/keel-vmm --guest build/guest/keel-guest.elf \\
-        --blk-bench build/bench/blk/blk_bench [--secs 10] [--dir /tmp]
+        --blk-bench build/bench/blk/blk_bench [--secs 10] [--rounds 3] [--dir /tmp]
 
 The image lives in a temporary directory that is always removed. The machine this runs on
 may be shared: run it when it is quiet and say what the load average was (printed).
@@ -93,19 +97,17 @@ def guest_result(output):
     return int(m.group(1)), float(m.group(2)), int(m.group(3))
 
 
-def run_raw(blk_bench, img, secs):
-    cmd = [blk_bench, "--file=" + img, "--rows=raw-read,raw-write", "--seconds=%d" % secs,
-           "--qd=32", "--bs=4096"]
+def run_raw(blk_bench, img, secs, rw):
+    row = "raw-read" if rw == "randread" else "raw-write"
+    cmd = [blk_bench, "--file=" + img, "--rows=" + row, "--seconds=%d" % secs, "--qd=32",
+           "--bs=4096"]
     print("$ " + " ".join(cmd), flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    rows = {}
-    for rw in RWS:
-        m = re.search(r"^raw liburing %s\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)" % rw, out, re.M)
-        if not m:
-            sys.exit("no raw %s row in:\n%s" % (rw, out))
-        cpu = float(m.group(3))
-        rows[rw] = (float(m.group(1)), float(m.group(2)), cpu, cpu)
-    return rows
+    m = re.search(r"^raw liburing %s\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)" % rw, out, re.M)
+    if not m:
+        sys.exit("no raw %s row in:\n%s" % (rw, out))
+    cpu = float(m.group(3))
+    return (float(m.group(1)), float(m.group(2)), cpu, cpu)
 
 
 def run_guest(name, cmd, secs, is_vcpu):
@@ -126,42 +128,58 @@ def qemu_is_vcpu(pid, tid, comm):
     return comm.startswith("CPU ") and comm.endswith("/KVM")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vmm", required=True)
-    ap.add_argument("--guest", required=True)
-    ap.add_argument("--blk-bench", required=True)
-    ap.add_argument("--secs", type=int, default=10)
-    ap.add_argument("--dir", default=None, help="where the image goes (default: /tmp)")
-    args = ap.parse_args()
-    print("load average before: %s" % open("/proc/loadavg").read().strip(), flush=True)
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="keel-blk-compare-", dir=args.dir) as d:
-        img = os.path.join(d, "bench-1g.img")
-        qemu_virtio_bench.prepare_image(img)
-        results["raw"] = run_raw(args.blk_bench, img, args.secs)
-        results["keel"], results["qemu"] = {}, {}
-        for rw in RWS:
-            append = "keeltest=blk-bench,qd=32,bs=4096,secs=%d,rw=%s" % (args.secs, rw)
-            results["keel"][rw] = run_guest("keel-vmm", [
-                args.vmm, "--kernel", args.guest, "--memory-mib", "128", "--cmdline", append,
-                "--disk", img + ",cache=none"], args.secs, keel_is_vcpu)
-            results["qemu"][rw] = run_guest("qemu", qemu_virtio_bench.blk_command(
-                args.guest, img, append, extra=["-name", "bench,debug-threads=on"]),
-                args.secs, qemu_is_vcpu)
-    print("load average after: %s" % open("/proc/loadavg").read().strip())
-    print()
+def median_round(rounds):
+    return sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
+
+
+def print_table(results):
     print("| workload | IOPS | MB/s | CPU µs/IO, process | CPU µs/IO, non-vCPU threads "
           "| Keel % of raw | Keel × QEMU |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for rw in RWS:
         raw, keel, qemu = (results[k][rw] for k in ("raw", "keel", "qemu"))
         for name, r in (("host raw io_uring", raw), ("keel-vmm", keel), ("QEMU", qemu)):
-            extra = " | |"
+            extra = " | | |"
             if name == "keel-vmm":
                 extra = " | %.0f%% | %.2f× |" % (100 * keel[0] / raw[0], keel[0] / qemu[0])
             print("| %s %s | %.0f | %.1f | %.2f | %.2f%s" % (name, rw, r[0], r[1], r[2], r[3],
                                                               extra))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vmm", required=True)
+    ap.add_argument("--guest", required=True)
+    ap.add_argument("--blk-bench", required=True)
+    ap.add_argument("--secs", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--dir", default=None, help="where the image goes (default: /tmp)")
+    args = ap.parse_args()
+    print("load average before: %s" % open("/proc/loadavg").read().strip(), flush=True)
+    rounds = []
+    with tempfile.TemporaryDirectory(prefix="keel-blk-compare-", dir=args.dir) as d:
+        img = os.path.join(d, "bench-1g.img")
+        qemu_virtio_bench.prepare_image(img)
+        for i in range(args.rounds):
+            results = {"raw": {}, "keel": {}, "qemu": {}}
+            for rw in RWS:
+                append = "keeltest=blk-bench,qd=32,bs=4096,secs=%d,rw=%s" % (args.secs, rw)
+                results["raw"][rw] = run_raw(args.blk_bench, img, args.secs, rw)
+                results["keel"][rw] = run_guest("keel-vmm", [
+                    args.vmm, "--kernel", args.guest, "--memory-mib", "128", "--cmdline",
+                    append, "--disk", img + ",cache=none"], args.secs, keel_is_vcpu)
+                results["qemu"][rw] = run_guest("qemu", qemu_virtio_bench.blk_command(
+                    args.guest, img, append, extra=["-name", "bench,debug-threads=on"]),
+                    args.secs, qemu_is_vcpu)
+            print("\nround %d (load average %s)" % (
+                i + 1, open("/proc/loadavg").read().split()[0]))
+            print_table(results)
+            print(flush=True)
+            rounds.append(results)
+    print("load average after: %s" % open("/proc/loadavg").read().strip())
+    print("\nmedian of %d rounds (each row its median round by IOPS)" % len(rounds))
+    print_table({k: {rw: median_round([r[k][rw] for r in rounds]) for rw in RWS}
+                 for k in ("raw", "keel", "qemu")})
 
 
 if __name__ == "__main__":
