@@ -81,6 +81,8 @@ class Machine : public ExitSink {
   // the transport on the MMIO bus, an ioeventfd per queue.
   absl::Status AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> device, std::string name);
   absl::Status SetUpVirtioDevices();
+  // One virtio-net device for `nic` (the index names it in logs).
+  absl::Status AddNic(const NetConfig& nic, size_t index);
   absl::StatusOr<BootCpuState> LoadKernelAndTables();
   absl::Status SetUpVcpus(Kvm& kvm, const BootCpuState& boot_cpu);
   absl::Status WatchSignalsAndTimeout();
