@@ -144,7 +144,12 @@ void ParseTxChain(const Chain& chain, std::span<const Segment> segments, uint64_
 absl::StatusOr<std::unique_ptr<NetDevice>> NetDevice::Create(ScopedFd tap,
                                                              const NetDeviceOptions& options) {
   if (!tap.valid()) return absl::InvalidArgumentError("no tap fd");
-  KEEL_ASSIGN_OR_RETURN(net::TapState state, net::QueryTap(tap.get()));
+  absl::StatusOr<net::TapState> queried = net::QueryTap(tap.get());
+  if (!queried.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("not a tap device: ", queried.status().message()));
+  }
+  const net::TapState& state = *queried;
   if (!state.tap || !state.vnet_hdr) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "%s is not a tap opened with IFF_VNET_HDR (virtio-net passes the virtio-net header "
