@@ -499,7 +499,7 @@ void NetDevice::ProcessRx() {
         rx_->DisableNotifications();
         continue;
       }
-      if (watched_ & EPOLLIN) ++counters_.rx_stalls;
+      ++counters_.rx_stalls;
       UpdateWatch(watched_ & ~EPOLLIN);
       break;
     }

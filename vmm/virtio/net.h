@@ -96,7 +96,7 @@ struct NetCounters {
   uint64_t rx_dropped = 0;   // frames read but undeliverable (bad buffers)
   uint64_t rx_truncated = 0; // frames larger than the buffers the guest posted
   uint64_t rx_bad_chains = 0;
-  uint64_t rx_stalls = 0;    // times the ring ran dry and the tap stopped being watched
+  uint64_t rx_stalls = 0;    // receive passes that ended with the ring dry (tap unwatched)
   uint64_t interrupts = 0;
 };
 
