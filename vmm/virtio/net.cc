@@ -272,10 +272,24 @@ void NetDevice::ProcessQueue(size_t index) {
 
 void NetDevice::OnTapEvent(uint32_t events) {
   if (!active() || broken_) return;
-  if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
-    if (tx_pending_.has_value()) ProcessTx();
+  if (events & (EPOLLERR | EPOLLHUP)) {
+    // The tap's interface is gone. epoll reports this whatever the interest set, so stop
+    // watching the fd altogether; transmits now fail and are counted as drops.
+    KEEL_LOG(WARNING) << "virtio-net: the tap went away; the NIC is down until reset";
+    loop_->Remove(tap_.get());
+    registered_ = false;
+    watched_ = 0;
+    rx_stopped_ = true;
+    if (tx_pending_.has_value()) {
+      tx_->PushUsed(*tx_pending_, 0);
+      tx_pending_.reset();
+      ++counters_.tx_dropped;
+      Interrupt(*tx_);
+    }
+    return;
   }
-  if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) ProcessRx();
+  if ((events & EPOLLOUT) && tx_pending_.has_value()) ProcessTx();
+  if (events & EPOLLIN) ProcessRx();
 }
 
 void NetDevice::UpdateWatch(uint32_t events) {
@@ -437,6 +451,12 @@ bool NetDevice::ReceiveOne() {
   const ssize_t n = readv(tap_.get(), rx_iov_.data(), static_cast<int>(niov));
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return false;
+    if (errno == EFAULT || errno == EINVAL) {
+      // The frame did not fit the buffers the guest posted; the tap has dropped it and the
+      // buffers are still ours for the next one.
+      ++counters_.rx_truncated;
+      return true;
+    }
     // The tap is unusable (e.g. its interface was deleted): stop reading instead of spinning.
     if (!warned_rx_error_) {
       warned_rx_error_ = true;
@@ -448,7 +468,13 @@ bool NetDevice::ReceiveOne() {
     return false;
   }
   const uint64_t got = static_cast<uint64_t>(n);
-  if (got == room && room < rx_need_) ++counters_.rx_truncated;  // may have been cut short
+  if (got >= room && room < rx_need_) {
+    // The tap cuts a frame that does not fit to the buffers' size and says nothing: a full
+    // read into less than a full-size frame's worth of buffers may have been cut. Drop it and
+    // keep the buffers for the next frame.
+    ++counters_.rx_truncated;
+    return true;
+  }
   // How many chains the frame filled, in order.
   uint16_t used = 0;
   {

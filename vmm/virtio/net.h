@@ -18,6 +18,9 @@
 // read with one readv into the guest's buffers: one chain without MRG_RXBUF, as many chains
 // as a full-size frame could need with it (the chains a frame leaves unused are kept for the
 // next one), and num_buffers is written into the header. Nothing is allocated per frame.
+// A frame larger than the buffers in hand (a driver posting buffers smaller than §5.1.6.3.1
+// asks for) is dropped and counted (rx_truncated); the buffers are used for the next frame.
+// If the tap's interface disappears, the device stops watching it and drops transmits.
 //
 // Threading: the I/O thread runs everything but ReadConfig (vCPU threads, constant data).
 #pragma once
@@ -94,7 +97,7 @@ struct NetCounters {
   uint64_t rx_packets = 0;
   uint64_t rx_bytes = 0;
   uint64_t rx_dropped = 0;   // frames read but undeliverable (bad buffers)
-  uint64_t rx_truncated = 0; // frames larger than the buffers the guest posted
+  uint64_t rx_truncated = 0; // frames larger than the buffers the guest posted (dropped)
   uint64_t rx_bad_chains = 0;
   uint64_t rx_stalls = 0;    // receive passes that ended with the ring dry (tap unwatched)
   uint64_t interrupts = 0;

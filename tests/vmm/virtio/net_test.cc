@@ -409,6 +409,36 @@ TEST_F(NetDeviceTest, UnusableReceiveChainsAreReturnedEmpty) {
   EXPECT_FALSE(needs_reset_.has_value());
 }
 
+TEST_F(NetDeviceTest, FrameLargerThanTheBuffersIsDroppedAndTheBuffersReused) {
+  Activate(0);
+  PostRx(0, 1, 512);  // too small for a 1400-byte frame (a driver bug without MRG_RXBUF)
+  dev_->ProcessQueue(kNetRxQueue);
+  HostSends(std::string(1400, 'x'));
+  HostSends("small");
+  Pump();
+  EXPECT_EQ(dev_->counters().rx_truncated, 1u);
+  EXPECT_EQ(dev_->counters().rx_packets, 1u);
+  auto e = rx_->PopUsed();
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->len, 72u);
+  EXPECT_EQ(RxPayload(*e, 5), "small");
+}
+
+TEST_F(NetDeviceTest, TapDeletedUnderTheDeviceStopsItWithoutSpinning) {
+  Activate(0);
+  PostRx(0, 4, 2048);
+  dev_->ProcessQueue(kNetRxQueue);
+  ASSERT_TRUE(nl_->DeleteLink("ktnet0").ok());
+  Pump();  // returns: the fd is no longer watched
+  EXPECT_FALSE(dev_->rx_armed());
+  ASSERT_TRUE(mem_->Write(kTxBufs, Header()).ok());
+  tx_->Publish(tx_->AddChain({{kTxBufs, 12 + 60}}));
+  dev_->ProcessQueue(kNetTxQueue);
+  EXPECT_EQ(dev_->counters().tx_dropped, 1u);
+  ASSERT_TRUE(tx_->PopUsed().has_value());
+  EXPECT_FALSE(needs_reset_.has_value());
+}
+
 TEST_F(NetDeviceTest, ResetStopsWatchingTheTap) {
   Activate(0, /*event_idx=*/true);
   PostRx(0, 2, 2048);
