@@ -15,6 +15,9 @@
 #include "vmm/boot/image_reader.h"
 #include "vmm/boot/loader.h"
 #include "vmm/layout.h"
+#include "net/tap.h"
+#include "net/vnet_hdr.h"
+#include "vmm/virtio/net.h"
 
 namespace keel::vmm {
 
@@ -114,8 +117,8 @@ absl::Status Machine::SetUpVirtioDevices() {
   for (size_t i = 0; i < config_.disks.size(); ++i) {
     KEEL_RETURN_IF_ERROR(AddDisk(config_.disks[i], i));
   }
-  if (!config_.nets.empty()) {
-    return absl::UnimplementedError("--net: virtio-net is not available in this build yet");
+  for (size_t i = 0; i < config_.nets.size(); ++i) {
+    KEEL_RETURN_IF_ERROR(AddNic(config_.nets[i], i));
   }
   return absl::OkStatus();
 }
@@ -140,6 +143,31 @@ absl::Status Machine::AddDisk(const DiskConfig& disk, size_t index) {
   KEEL_ASSIGN_OR_RETURN(std::unique_ptr<virtio::BlockDevice> device,
                         virtio::BlockDevice::Create(std::move(backend), device_options));
   return AddVirtioDevice(std::move(device), absl::StrFormat("virtio-blk %s", name));
+}
+
+absl::Status Machine::AddNic(const NetConfig& nic, size_t index) {
+  const std::string what =
+      nic.tap.empty() ? absl::StrFormat("--net fd=%d", nic.fd) : "--net tap=" + nic.tap;
+  ScopedFd fd;
+  if (!nic.tap.empty()) {
+    absl::StatusOr<net::Tap> tap = net::Tap::Open(nic.tap, {.vnet_hdr_size = net::kVnetHdrSize});
+    if (!tap.ok()) return Annotate(tap.status(), what);
+    std::vector<ScopedFd> fds = tap->ReleaseFds();
+    fd = std::move(fds.at(0));
+  } else {
+    // A private duplicate: the inherited number stays as the caller left it.
+    const int dup_fd = fcntl(nic.fd, F_DUPFD_CLOEXEC, 3);
+    if (dup_fd < 0) return Annotate(ErrnoError(errno, "fd ", nic.fd), what);
+    fd.Reset(dup_fd);
+  }
+  virtio::NetDeviceOptions options;
+  options.mac = nic.mac.value_or(net::MacAddress::RandomLocal());
+  options.mtu = nic.mtu;
+  absl::StatusOr<std::unique_ptr<virtio::NetDevice>> device =
+      virtio::NetDevice::Create(std::move(fd), options);
+  if (!device.ok()) return Annotate(device.status(), what);
+  KEEL_LOG(INFO) << what << ": virtio-net with MAC " << options.mac.ToString();
+  return AddVirtioDevice(std::move(*device), absl::StrFormat("virtio-net%u", index));
 }
 
 absl::Status Machine::AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> device,

@@ -89,6 +89,8 @@ class Machine : public ExitSink {
   absl::Status SetUpVirtioDevices();
   // Opens and locks the image of --disk number `index` and adds its virtio-blk device.
   absl::Status AddDisk(const DiskConfig& disk, size_t index);
+  // One virtio-net device for `nic` (the index names it in logs).
+  absl::Status AddNic(const NetConfig& nic, size_t index);
   absl::StatusOr<BootCpuState> LoadKernelAndTables();
   absl::Status SetUpVcpus(Kvm& kvm, const BootCpuState& boot_cpu);
   absl::Status WatchSignalsAndTimeout();
