@@ -175,12 +175,8 @@ class VmmProcessImpl final : public VmmProcess {
 };
 
 // Starts keel-vmm in control mode on one end of a socketpair; returns the process with the
-// control channel connected (nothing sent yet).
+// control channel connected (nothing sent yet). The run directory exists.
 kj::Own<VmmProcessImpl> StartVmm(kj::AsyncIoContext& io, const VmmLaunch& launch) {
-  if (launch.run_dir.empty()) {
-    kj::throwFatalException(Error(kj::Exception::Type::FAILED, "VmmLaunch.run_dir is empty"));
-  }
-  MakeDirs(launch.run_dir);
   const std::string exit_file = launch.run_dir + "/exit";
   unlink(exit_file.c_str());  // left by an earlier run of the same VM
   ScopedFd log = AboveChildFds(OpenOrThrow(launch.run_dir + "/vmm.log",
@@ -241,7 +237,8 @@ kj::Own<VmmProcessImpl> StartVmm(kj::AsyncIoContext& io, const VmmLaunch& launch
                                   kj::mv(stream));
 }
 
-void FillLaunchConfig(VmmLaunch& launch, vrpc::LaunchConfig::Builder config) {
+void FillLaunchConfig(VmmLaunch& launch, ScopedFd console_log,
+                      vrpc::LaunchConfig::Builder config) {
   config.setVmId(launch.vm_id);
   config.setKernel(PassFd(std::move(launch.kernel)));
   if (launch.initrd.valid()) config.setInitrd(PassFd(std::move(launch.initrd)));
@@ -249,8 +246,7 @@ void FillLaunchConfig(VmmLaunch& launch, vrpc::LaunchConfig::Builder config) {
   config.setMemoryMib(launch.memory_mib);
   config.setVcpus(launch.vcpus);
   config.setStartPaused(launch.start_paused);
-  config.setConsoleLog(PassFd(OpenOrThrow(launch.run_dir + "/console.log",
-                                          O_WRONLY | O_CREAT | O_APPEND, 0640)));
+  config.setConsoleLog(PassFd(std::move(console_log)));
   auto disks = config.initDisks(static_cast<uint>(launch.disks.size()));
   for (uint i = 0; i < disks.size(); ++i) {
     VmmDisk& d = launch.disks[i];
@@ -288,10 +284,17 @@ kj::Exception LaunchError(const kj::Exception& rpc_error, const VmmExit& exit,
 
 kj::Promise<kj::Own<VmmProcess>> VmmProcess::Spawn(kj::AsyncIoContext& io, VmmLaunch launch) {
   return kj::evalNow([&]() -> kj::Promise<kj::Own<VmmProcess>> {
+    if (launch.run_dir.empty()) {
+      return Error(kj::Exception::Type::FAILED, "VmmLaunch.run_dir is empty");
+    }
+    // Everything that can fail on keeld's side happens before the process exists.
+    MakeDirs(launch.run_dir);
+    ScopedFd console_log = OpenOrThrow(launch.run_dir + "/console.log",
+                                       O_WRONLY | O_CREAT | O_APPEND, 0640);
     kj::Own<VmmProcessImpl> process = StartVmm(io, launch);
     VmmProcessImpl* p = process.get();
     auto request = p->control().launchRequest();
-    FillLaunchConfig(launch, request.initConfig());
+    FillLaunchConfig(launch, std::move(console_log), request.initConfig());
     const std::string run_dir = launch.run_dir;
     return request.send()
         .ignoreResult()

@@ -140,6 +140,12 @@ class VmmProcessTest : public ::testing::Test {
     }
   }
 
+  void Shutdown(vrpc::VmmControl::Client control, bool hard) {
+    auto request = control.shutdownRequest();
+    request.setHard(hard);
+    request.send().wait(io_.waitScope);
+  }
+
   VmmExit ExitOf(VmmProcess& process) {
     return Wait(process.OnExit());
   }
@@ -189,9 +195,7 @@ TEST_F(VmmProcessTest, InfoPauseResumeStatsConsoleThenGracefulShutdown) {
   EXPECT_EQ(tail_data.getStartOffset(), console.size() - 5);
   EXPECT_EQ(tail_data.getNextOffset(), tail_data.getStartOffset() + tail_data.getData().size());
 
-  auto shutdown = control.shutdownRequest();
-  shutdown.setHard(false);
-  shutdown.send().wait(io_.waitScope);
+  Shutdown(control, /*hard=*/false);
   VmmExit exit = ExitOf(vmm);
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
   EXPECT_EQ(exit.signal, 0);
@@ -227,9 +231,7 @@ TEST_F(VmmProcessTest, FollowConsoleFromAPausedStart) {
   EXPECT_THAT(followed, HasSubstr("keel-guest: booted pvh"));
   EXPECT_THAT(followed, HasSubstr("keeltest: idle\n"));
 
-  auto shutdown = control.shutdownRequest();
-  shutdown.setHard(true);
-  shutdown.send().wait(io_.waitScope);
+  Shutdown(control, /*hard=*/true);
   VmmExit exit = ExitOf(vmm);
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
   EXPECT_EQ(ReadFile(run_dir_ + "/exit"), "0\n");
@@ -239,9 +241,7 @@ TEST_F(VmmProcessTest, HardShutdownRepliesThenExitsZero) {
   VmmProcess& vmm = Spawn(IdleLaunch());
   auto control = vmm.control();
   WaitForConsole(control, "keeltest: idle\n");
-  auto shutdown = control.shutdownRequest();
-  shutdown.setHard(true);
-  shutdown.send().wait(io_.waitScope);
+  Shutdown(control, /*hard=*/true);
   VmmExit exit = ExitOf(vmm);
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
   EXPECT_EQ(ReadFile(run_dir_ + "/exit"), "0\n");
@@ -291,9 +291,7 @@ TEST_F(VmmProcessTest, ASecondClientAttachesThroughTheControlSocket) {
             vrpc::RunState::RUNNING);
   EXPECT_THAT(WaitForConsole(control, "keeltest: idle\n"), HasSubstr("keel-guest: booted pvh"));
 
-  auto shutdown = control.shutdownRequest();
-  shutdown.setHard(false);
-  shutdown.send().wait(io_.waitScope);
+  Shutdown(control, /*hard=*/false);
   // Not the parent: the status comes from the exit file.
   VmmExit exit = Wait(second->OnExit());
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
