@@ -105,6 +105,8 @@ int RunControlled(keel::vmm::CliOptions& opts) {
   using keel::vmm::ControlServer;
   // The control thread inherits this mask.
   keel::vmm::BlockVmSignals();
+  // A keeld that goes away mid-reply must cost an EPIPE on that connection, not the VM.
+  signal(SIGPIPE, SIG_IGN);
 
   struct stat st;
   if (fstat(opts.control_fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
