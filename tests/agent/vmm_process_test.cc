@@ -241,6 +241,16 @@ TEST_F(VmmProcessTest, HardShutdownRepliesThenExitsZero) {
   VmmProcess& vmm = Spawn(IdleLaunch());
   auto control = vmm.control();
   WaitForConsole(control, "keeltest: idle\n");
+  // A second launch is refused and changes nothing.
+  try {
+    control.launchRequest().send().wait(io_.waitScope);
+    ADD_FAILURE() << "a second launch was accepted";
+  } catch (const kj::Exception& e) {
+    EXPECT_EQ(e.getType(), kj::Exception::Type::FAILED);
+    EXPECT_THAT(std::string(e.getDescription().cStr()), HasSubstr("already launched"));
+  }
+  EXPECT_EQ(control.infoRequest().send().wait(io_.waitScope).getInfo().getState(),
+            vrpc::RunState::RUNNING);
   Shutdown(control, /*hard=*/true);
   VmmExit exit = ExitOf(vmm);
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
@@ -301,6 +311,27 @@ TEST_F(VmmProcessTest, ASecondClientAttachesThroughTheControlSocket) {
   orphans_.clear();
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST_F(VmmProcessTest, AttachToAnExitedVmmFailsAndTheExitFileTells) {
+  VmmProcess& vmm = Spawn(IdleLaunch());
+  const pid_t pid = vmm.pid();
+  const uint64_t start_time = vmm.start_time();
+  Shutdown(vmm.control(), /*hard=*/true);
+  ASSERT_EQ(ExitOf(vmm).exit_status, 0);
+
+  EXPECT_EQ(VmmProcess::ProcessStartTime(pid), 0u);
+  auto attach = VmmProcess::Attach(io_, run_dir_, pid, start_time);
+  try {
+    attach.wait(io_.waitScope);
+    ADD_FAILURE() << "attached to a VMM that has exited";
+  } catch (const kj::Exception& e) {
+    EXPECT_EQ(e.getType(), kj::Exception::Type::DISCONNECTED);
+  }
+  std::optional<VmmExit> exit = VmmProcess::ExitFromRunDir(run_dir_);
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->exit_status, 0);
+  EXPECT_EQ(exit->description, "exited with status 0");
 }
 
 TEST_F(VmmProcessTest, ANonKernelIsRefusedWithExitStatus2) {
