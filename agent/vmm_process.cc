@@ -1,6 +1,8 @@
 #include "agent/vmm_process.h"
 
+#include <capnp/rpc-twoparty.h>
 #include <fcntl.h>
+#include <kj/async-unix.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -10,9 +12,6 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <capnp/rpc-twoparty.h>
-#include <kj/async-unix.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -44,8 +43,7 @@ kj::Exception Error(kj::Exception::Type type, kj::StringPtr message) {
 }
 
 [[noreturn]] void ThrowErrno(kj::StringPtr what, int err) {
-  kj::throwFatalException(
-      Error(kj::Exception::Type::FAILED, kj::str(what, ": ", strerror(err))));
+  kj::throwFatalException(Error(kj::Exception::Type::FAILED, kj::str(what, ": ", strerror(err))));
 }
 
 std::string SignalName(int signo) {
@@ -121,8 +119,7 @@ class VmmProcessImpl final : public VmmProcess {
   kj::Promise<VmmExit> OnExit() override { return exit_.addBranch(); }
 
   void Kill() override {
-    if (syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0) != 0 &&
-        errno != ESRCH) {
+    if (syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0) != 0 && errno != ESRCH) {
       ThrowErrno(kj::str("kill keel-vmm ", pid_), errno);
     }
   }
@@ -179,8 +176,8 @@ class VmmProcessImpl final : public VmmProcess {
 kj::Own<VmmProcessImpl> StartVmm(kj::AsyncIoContext& io, const VmmLaunch& launch) {
   const std::string exit_file = launch.run_dir + "/exit";
   unlink(exit_file.c_str());  // left by an earlier run of the same VM
-  ScopedFd log = AboveChildFds(OpenOrThrow(launch.run_dir + "/vmm.log",
-                                           O_WRONLY | O_CREAT | O_APPEND, 0640));
+  ScopedFd log =
+      AboveChildFds(OpenOrThrow(launch.run_dir + "/vmm.log", O_WRONLY | O_CREAT | O_APPEND, 0640));
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     ThrowErrno("socketpair", errno);
@@ -190,9 +187,9 @@ kj::Own<VmmProcessImpl> StartVmm(kj::AsyncIoContext& io, const VmmLaunch& launch
 
   const std::string fd_arg = std::to_string(kChildControlFd);
   const std::string socket_path = launch.run_dir + "/control.sock";
-  std::vector<std::string> args = {launch.vmm_path, "--control-fd", fd_arg,
-                                   "--control-socket", socket_path, "--vm-id",
-                                   launch.vm_id, "--exit-file", exit_file};
+  std::vector<std::string> args = {launch.vmm_path,    "--control-fd", fd_arg,
+                                   "--control-socket", socket_path,    "--vm-id",
+                                   launch.vm_id,       "--exit-file",  exit_file};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -214,11 +211,10 @@ kj::Own<VmmProcessImpl> StartVmm(kj::AsyncIoContext& io, const VmmLaunch& launch
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = 0;
-  const int err = posix_spawn(&pid, launch.vmm_path.c_str(), &actions, &attr, argv.data(),
-                              environ);
+  const int err = posix_spawn(&pid, launch.vmm_path.c_str(), &actions, &attr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (err != 0) ThrowErrno(kj::str("start ", launch.vmm_path.c_str()), err);
@@ -232,13 +228,11 @@ kj::Own<VmmProcessImpl> StartVmm(kj::AsyncIoContext& io, const VmmLaunch& launch
   }
   theirs.Reset();
   auto stream = io.lowLevelProvider->wrapUnixSocketFd(kj::AutoCloseFd(ours.Release()));
-  return kj::heap<VmmProcessImpl>(io, pid, VmmProcess::ProcessStartTime(pid),
-                                  std::move(pidfd), /*parent=*/true, launch.run_dir,
-                                  kj::mv(stream));
+  return kj::heap<VmmProcessImpl>(io, pid, VmmProcess::ProcessStartTime(pid), std::move(pidfd),
+                                  /*parent=*/true, launch.run_dir, kj::mv(stream));
 }
 
-void FillLaunchConfig(VmmLaunch& launch, ScopedFd console_log,
-                      vrpc::LaunchConfig::Builder config) {
+void FillLaunchConfig(VmmLaunch& launch, ScopedFd console_log, vrpc::LaunchConfig::Builder config) {
   config.setVmId(launch.vm_id);
   config.setKernel(PassFd(std::move(launch.kernel)));
   if (launch.initrd.valid()) config.setInitrd(PassFd(std::move(launch.initrd)));
@@ -289,8 +283,8 @@ kj::Promise<kj::Own<VmmProcess>> VmmProcess::Spawn(kj::AsyncIoContext& io, VmmLa
     }
     // Everything that can fail on keeld's side happens before the process exists.
     MakeDirs(launch.run_dir);
-    ScopedFd console_log = OpenOrThrow(launch.run_dir + "/console.log",
-                                       O_WRONLY | O_CREAT | O_APPEND, 0640);
+    ScopedFd console_log =
+        OpenOrThrow(launch.run_dir + "/console.log", O_WRONLY | O_CREAT | O_APPEND, 0640);
     kj::Own<VmmProcessImpl> process = StartVmm(io, launch);
     VmmProcessImpl* p = process.get();
     auto request = p->control().launchRequest();
@@ -305,8 +299,9 @@ kj::Promise<kj::Own<VmmProcess>> VmmProcess::Spawn(kj::AsyncIoContext& io, VmmLa
                   p->Kill();
                   return p->OnExit();
                 });
-                return p->OnExit().exclusiveJoin(kj::mv(killed)).then(
-                    [e = kj::mv(e), run_dir](VmmExit exit) -> kj::Promise<void> {
+                return p->OnExit()
+                    .exclusiveJoin(kj::mv(killed))
+                    .then([e = kj::mv(e), run_dir](VmmExit exit) -> kj::Promise<void> {
                       return LaunchError(e, exit, run_dir);
                     });
               })

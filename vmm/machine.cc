@@ -200,14 +200,16 @@ absl::StatusOr<BootCpuState> Machine::LoadKernelAndTables() {
   KEEL_ASSIGN_OR_RETURN(PlatformInfo tables, WritePlatformTables(memory_, platform));
 
   absl::StatusOr<FileImageReader> kernel =
-      config_.kernel_fd >= 0 ? FileImageReader::FromFd(config_.kernel_fd, FdPath(config_.kernel_fd))
-                             : FileImageReader::Open(config_.kernel_path);
+      config_.kernel_fd >= 0
+          ? FileImageReader::FromFd(config_.kernel_fd, FdPath(config_.kernel_fd))
+          : FileImageReader::Open(config_.kernel_path);
   if (!kernel.ok()) return Annotate(kernel.status(), "--kernel");
   std::optional<FileImageReader> initrd;
   if (config_.initrd_fd >= 0 || !config_.initrd_path.empty()) {
     absl::StatusOr<FileImageReader> r =
-        config_.initrd_fd >= 0 ? FileImageReader::FromFd(config_.initrd_fd, FdPath(config_.initrd_fd))
-                               : FileImageReader::Open(config_.initrd_path);
+        config_.initrd_fd >= 0
+            ? FileImageReader::FromFd(config_.initrd_fd, FdPath(config_.initrd_fd))
+            : FileImageReader::Open(config_.initrd_path);
     if (!r.ok()) return Annotate(r.status(), "--initrd");
     initrd.emplace(std::move(*r));
   }

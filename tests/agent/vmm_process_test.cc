@@ -5,14 +5,13 @@
 // Skipped when /dev/kvm is not usable.
 #include "agent/vmm_process.h"
 
+#include <capnp/rpc-twoparty.h>
 #include <fcntl.h>
+#include <kj/async-io.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <capnp/rpc-twoparty.h>
-#include <kj/async-io.h>
 
 #include <filesystem>
 #include <map>
@@ -146,9 +145,7 @@ class VmmProcessTest : public ::testing::Test {
     request.send().wait(io_.waitScope);
   }
 
-  VmmExit ExitOf(VmmProcess& process) {
-    return Wait(process.OnExit());
-  }
+  VmmExit ExitOf(VmmProcess& process) { return Wait(process.OnExit()); }
 
   kj::AsyncIoContext io_ = kj::setupAsyncIo();
   std::string vmm_;
@@ -256,8 +253,7 @@ TEST_F(VmmProcessTest, HardShutdownRepliesThenExitsZero) {
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
   EXPECT_EQ(ReadFile(run_dir_ + "/exit"), "0\n");
   // The guest never saw a power button.
-  EXPECT_THAT(ReadFile(run_dir_ + "/console.log"),
-              ::testing::Not(HasSubstr("idle power button")));
+  EXPECT_THAT(ReadFile(run_dir_ + "/console.log"), ::testing::Not(HasSubstr("idle power button")));
 }
 
 TEST_F(VmmProcessTest, SigkillIsReportedAsTheSignal) {
