@@ -280,7 +280,15 @@ TEST_F(VmmProcessTest, ASecondClientAttachesThroughTheControlSocket) {
   const uint64_t start_time = first->start_time();
   orphans_.push_back(pid);
   WaitForConsole(first->control(), "keeltest: idle\n");
-  first = nullptr;  // keeld goes away; the VM stays
+  std::string followed;  // outlives everything that may write to it
+  {
+    // A console follower dies with the connection too.
+    auto follow = first->control().followConsoleRequest();
+    follow.setOffset(0);
+    follow.setSink(kj::heap<RecordingSink>(&followed));
+    auto response = follow.send().wait(io_.waitScope);
+    first = nullptr;  // keeld goes away; the VM stays
+  }
 
   // The wrong start time means "not that process".
   auto wrong = VmmProcess::Attach(io_, run_dir_, pid, start_time + 1);
