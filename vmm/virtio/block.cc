@@ -37,9 +37,7 @@ void Put(uint8_t* config, size_t offset, T value) {
 }
 
 // The status for a request the backend handed back or failed.
-uint8_t ErrnoStatus(int64_t err) {
-  return err == -EOPNOTSUPP ? kBlkStatusUnsupp : kBlkStatusIoErr;
-}
+uint8_t ErrnoStatus(int64_t err) { return err == -EOPNOTSUPP ? kBlkStatusUnsupp : kBlkStatusIoErr; }
 
 }  // namespace
 
@@ -48,9 +46,9 @@ absl::StatusOr<std::unique_ptr<BlockDevice>> BlockDevice::Create(
   const block::Properties& p = backend->properties();
   if (options.queue_size == 0 || options.queue_size > kMaxQueueSize ||
       (options.queue_size & (options.queue_size - 1)) != 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "virtio-blk queue size %u is not a power of two in 1..%u", options.queue_size,
-        kMaxQueueSize));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("virtio-blk queue size %u is not a power of two in 1..%u",
+                        options.queue_size, kMaxQueueSize));
   }
   if (p.max_in_flight < options.queue_size || p.max_segments == 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -82,15 +80,16 @@ BlockDevice::BlockDevice(std::unique_ptr<block::Backend> backend, BlockDeviceOpt
   Put<uint32_t>(config_, kCfgSizeMax, options_.size_max);
   Put<uint32_t>(config_, kCfgSegMax, seg_max_);
   Put<uint32_t>(config_, kCfgBlkSize, lbs);
-  Put<uint8_t>(config_, kCfgPhysicalBlockExp,
-               static_cast<uint8_t>(std::countr_zero(pbs / lbs)));
+  Put<uint8_t>(config_, kCfgPhysicalBlockExp, static_cast<uint8_t>(std::countr_zero(pbs / lbs)));
   Put<uint8_t>(config_, kCfgAlignmentOffset, 0);
   Put<uint16_t>(config_, kCfgMinIoSize, static_cast<uint16_t>(pbs / lbs));
   Put<uint32_t>(config_, kCfgOptIoSize, p.optimal_io_size / lbs);
   Put<uint16_t>(config_, kCfgNumQueues, 1);
   // Ranges are in 512-byte sectors; the alignment keeps them whole logical blocks.
   const uint32_t align_sectors = lbs / kBlkSectorSize;
-  auto round = [align_sectors](uint32_t sectors) { return sectors / align_sectors * align_sectors; };
+  auto round = [align_sectors](uint32_t sectors) {
+    return sectors / align_sectors * align_sectors;
+  };
   if (features_ & kBlkFeatureDiscard) {
     Put<uint32_t>(config_, kCfgMaxDiscardSectors, round(options_.max_discard_sectors));
     Put<uint32_t>(config_, kCfgMaxDiscardSeg, 1);
@@ -134,8 +133,8 @@ absl::Status BlockDevice::Activate(ActivateContext context) {
   needs_reset_ = std::move(context.needs_reset);
   limits_.discard = (context.features & kBlkFeatureDiscard) != 0;
   limits_.write_zeroes = (context.features & kBlkFeatureWriteZeroes) != 0;
-  if (absl::Status s = loop_->Add(backend_->event_fd(), EPOLLIN,
-                                  [this](uint32_t) { OnBackendReady(); });
+  if (absl::Status s =
+          loop_->Add(backend_->event_fd(), EPOLLIN, [this](uint32_t) { OnBackendReady(); });
       !s.ok()) {
     return s;
   }
@@ -229,8 +228,7 @@ void BlockDevice::CompleteGetId(uint16_t head, const ParsedRequest& req) {
   Complete(head, req.status, kBlkStatusOk, req.data_in + 1);
 }
 
-void BlockDevice::Complete(uint16_t head, uint8_t* status_byte, uint8_t status,
-                           uint32_t written) {
+void BlockDevice::Complete(uint16_t head, uint8_t* status_byte, uint8_t status, uint32_t written) {
   if (status_byte != nullptr) *status_byte = status;
   if (status_byte == nullptr || status != kBlkStatusOk) ++stats_.errors;
   queue_->PushUsed(head, written);

@@ -58,11 +58,11 @@ struct BlockDeviceOptions {
 
 // Counters for tests and stats (I/O thread).
 struct BlockDeviceStats {
-  uint64_t requests = 0;     // chains popped
-  uint64_t submitted = 0;    // accepted by the backend
-  uint64_t errors = 0;       // completed with a status other than OK, or without a status
-  uint64_t interrupts = 0;   // used-buffer interrupts raised
-  uint64_t kicks = 0;        // backend Kick() calls
+  uint64_t requests = 0;    // chains popped
+  uint64_t submitted = 0;   // accepted by the backend
+  uint64_t errors = 0;      // completed with a status other than OK, or without a status
+  uint64_t interrupts = 0;  // used-buffer interrupts raised
+  uint64_t kicks = 0;       // backend Kick() calls
 };
 
 class BlockDevice : public VirtioDevice {

@@ -199,11 +199,11 @@ TEST_F(BlockDeviceTest, GetIdFlushDiscardAndWriteZeroes) {
 
 TEST_F(BlockDeviceTest, HostileRequestsGetErrorStatusesAndNothingCrashes) {
   StartMemory();
-  Submit(kBlkTypeIn, 1 << 20, {{kData, 512, true}});          // past the end
-  Submit(kBlkTypeIn, ~0ull, {{kData, 512, true}});            // overflowing sector
-  Submit(kBlkTypeIn, 0, {{kData, 100, true}});                // not whole sectors
-  Submit(kBlkTypeIn, 0, {{kMemSize - 256, 512, true}});       // outside guest memory
-  Submit(77, 0, {});                                          // unknown type
+  Submit(kBlkTypeIn, 1 << 20, {{kData, 512, true}});     // past the end
+  Submit(kBlkTypeIn, ~0ull, {{kData, 512, true}});       // overflowing sector
+  Submit(kBlkTypeIn, 0, {{kData, 100, true}});           // not whole sectors
+  Submit(kBlkTypeIn, 0, {{kMemSize - 256, 512, true}});  // outside guest memory
+  Submit(77, 0, {});                                     // unknown type
   Run();
 
   EXPECT_EQ(StatusOf(0), kBlkStatusIoErr);
