@@ -133,6 +133,9 @@ absl::Status BlockDevice::Activate(ActivateContext context) {
   needs_reset_ = std::move(context.needs_reset);
   limits_.discard = (context.features & kBlkFeatureDiscard) != 0;
   limits_.write_zeroes = (context.features & kBlkFeatureWriteZeroes) != 0;
+  // §5.2.5: without VIRTIO_BLK_F_FLUSH (and without CONFIG_WCE, not offered) the driver
+  // assumes a write-through cache: every write must be durable when it completes.
+  write_through_ = (context.features & kBlkFeatureFlush) == 0 && !backend_->properties().read_only;
   if (absl::Status s =
           loop_->Add(backend_->event_fd(), EPOLLIN, [this](uint32_t) { OnBackendReady(); });
       !s.ok()) {
@@ -203,6 +206,9 @@ void BlockDevice::HandleChain(uint16_t head, bool* kick) {
   }
   slot.status = req.status;
   slot.data_in = req.data_in;
+  slot.sync_after = write_through_ && (req.request.type == block::RequestType::kWrite ||
+                                       req.request.type == block::RequestType::kDiscard ||
+                                       req.request.type == block::RequestType::kWriteZeroes);
   slot.busy = true;
   ++in_flight_count_;
   if (int err = backend_->Submit(req.request); err < 0) {
@@ -247,6 +253,7 @@ void BlockDevice::OnBackendReady() {
 void BlockDevice::ReapCompletions() {
   block::Completion done[64];
   size_t n;
+  bool kick = false;
   do {
     n = backend_->Reap(done);
     for (size_t i = 0; i < n; ++i) {
@@ -256,10 +263,25 @@ void BlockDevice::ReapCompletions() {
         continue;
       }
       Slot& slot = slots_[tag];
-      slot.busy = false;
-      --in_flight_count_;
       const int64_t result = done[i].result;
       const uint16_t head = static_cast<uint16_t>(tag);
+      if (slot.sync_after && result >= 0) {
+        // Write-through (FLUSH not negotiated): the request completes once it is durable.
+        slot.sync_after = false;
+        block::Request flush;
+        flush.type = block::RequestType::kFlush;
+        flush.tag = tag;
+        if (backend_->Submit(flush) == 0) {
+          kick = true;
+          continue;
+        }
+        slot.busy = false;
+        --in_flight_count_;
+        Complete(head, slot.status, kBlkStatusIoErr, 1);
+        continue;
+      }
+      slot.busy = false;
+      --in_flight_count_;
       if (result < 0) {
         Complete(head, slot.status, ErrnoStatus(result), 1);
       } else if (slot.data_in != 0 && result != slot.data_in) {
@@ -269,6 +291,10 @@ void BlockDevice::ReapCompletions() {
       }
     }
   } while (n == std::size(done));
+  if (kick) {
+    backend_->Kick();
+    ++stats_.kicks;
+  }
 }
 
 void BlockDevice::MaybeInterrupt() {

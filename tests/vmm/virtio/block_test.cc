@@ -304,6 +304,22 @@ TEST_F(BlockDeviceTest, BackendHandBackAndFailuresCompleteWithErrors) {
   EXPECT_EQ(driver_->UsedIdx(), 3);
 }
 
+TEST_F(BlockDeviceTest, WithoutFlushNegotiatedWritesAreWrittenThrough) {
+  auto backend = std::make_unique<MemoryBackend>(TestDiskProperties());
+  MemoryBackend* raw = backend.get();
+  Start(std::move(backend), ~kBlkFeatureFlush);
+
+  Submit(kBlkTypeOut, 0, {{kData, 512}});
+  Run();
+  Submit(kBlkTypeIn, 0, {{kData, 512, true}});
+  Run();
+
+  EXPECT_EQ(StatusOf(0), kBlkStatusOk);
+  EXPECT_EQ(StatusOf(1), kBlkStatusOk);
+  EXPECT_EQ(raw->submitted, 3u);  // the write, its flush, the read
+  EXPECT_EQ(driver_->UsedIdx(), 2);
+}
+
 TEST_F(BlockDeviceTest, ResetWaitsForInFlightIoAndWritesNothing) {
   MemoryBackend* backend = StartMemory();
   backend->hold = true;
