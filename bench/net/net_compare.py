@@ -73,6 +73,8 @@ class Runner:
         got = parse(r.stdout)
         if got is None:
             print("  no result:\n" + r.stdout[-2000:] + r.stderr[-2000:], flush=True)
+        else:
+            print("  pps=%d gbps=%.2f" % got, flush=True)
         return got
 
     def run_rx(self, cmd, size, ready_marker):
@@ -109,6 +111,8 @@ class Runner:
                                              self.ns.stat("tap0", "tx_dropped") - dropped))
         if got is None:
             print("  no result:\n" + "".join(out)[-2000:], flush=True)
+        else:
+            print("  pps=%d gbps=%.2f" % got, flush=True)
         return got
 
 
