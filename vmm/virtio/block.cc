@@ -214,7 +214,38 @@ void BlockDevice::HandleChain(uint16_t head, bool* kick) {
     return;
   }
   ++stats_.submitted;
+  CountSubmitted(req);
   *kick = true;
+}
+
+void BlockDevice::CountSubmitted(const ParsedRequest& req) {
+  uint64_t bytes = 0;
+  for (const iovec& v : req.request.iov) bytes += v.iov_len;
+  switch (req.type) {
+    case kBlkTypeIn:
+      ++stats_.read_ops;
+      stats_.read_bytes += bytes;
+      break;
+    case kBlkTypeOut:
+      ++stats_.write_ops;
+      stats_.write_bytes += bytes;
+      break;
+    case kBlkTypeFlush:
+      ++stats_.flush_ops;
+      break;
+    default:
+      break;
+  }
+}
+
+void BlockDevice::GetStats(DeviceStats& stats) const {
+  DeviceStats::Block& b = stats.block.emplace();
+  b.read_ops = stats_.read_ops;
+  b.write_ops = stats_.write_ops;
+  b.flush_ops = stats_.flush_ops;
+  b.read_bytes = stats_.read_bytes;
+  b.write_bytes = stats_.write_bytes;
+  b.errors = stats_.errors;
 }
 
 void BlockDevice::CompleteGetId(uint16_t head, const ParsedRequest& req) {

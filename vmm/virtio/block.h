@@ -63,6 +63,12 @@ struct BlockDeviceStats {
   uint64_t errors = 0;       // completed with a status other than OK, or without a status
   uint64_t interrupts = 0;   // used-buffer interrupts raised
   uint64_t kicks = 0;        // backend Kick() calls
+  // Accepted by the backend, by kind (controllers' VmmStats).
+  uint64_t read_ops = 0;
+  uint64_t write_ops = 0;
+  uint64_t flush_ops = 0;
+  uint64_t read_bytes = 0;
+  uint64_t write_bytes = 0;
 };
 
 class BlockDevice : public VirtioDevice {
@@ -83,6 +89,7 @@ class BlockDevice : public VirtioDevice {
   void ProcessQueue(size_t index) override;
 
   const BlockDeviceStats& stats() const { return stats_; }
+  void GetStats(DeviceStats& stats) const override;
   size_t in_flight() const { return in_flight_count_; }
 
  protected:
@@ -93,6 +100,7 @@ class BlockDevice : public VirtioDevice {
   // Pops, parses and submits every available chain, then re-arms notifications.
   void DrainQueue();
   void HandleChain(uint16_t head, bool* kick);
+  void CountSubmitted(const ParsedRequest& req);
   void OnBackendReady();
   void ReapCompletions();
   // Writes `status` and returns the chain with `written` bytes.

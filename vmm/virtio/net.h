@@ -121,6 +121,14 @@ class NetDevice : public VirtioDevice {
 
   // A snapshot for tests and logs; I/O thread only.
   const NetCounters& counters() const { return counters_; }
+  void GetStats(DeviceStats& stats) const override {
+    DeviceStats::Net& n = stats.net.emplace();
+    n.rx_packets = counters_.rx_packets;
+    n.tx_packets = counters_.tx_packets;
+    n.rx_bytes = counters_.rx_bytes;
+    n.tx_bytes = counters_.tx_bytes;
+    n.drops = counters_.tx_dropped + counters_.rx_dropped + counters_.rx_truncated;
+  }
   int tap_fd() const { return tap_.get(); }
   // Whether the tap fd is currently watched for EPOLLIN (receive armed).
   bool rx_armed() const { return (watched_ & EPOLLIN) != 0; }
