@@ -197,7 +197,13 @@ TEST_F(VmmProcessTest, InfoPauseResumeStatsConsoleThenGracefulShutdown) {
   EXPECT_EQ(tail_data.getStartOffset(), console.size() - 5);
   EXPECT_EQ(tail_data.getNextOffset(), tail_data.getStartOffset() + tail_data.getData().size());
 
+  // Pausing first: the power button is pressed while paused, and the guest sees it once
+  // resumed; meanwhile the VMM says it is stopping.
+  control.pauseRequest().send().wait(io_.waitScope);
   Shutdown(control, /*hard=*/false);
+  EXPECT_EQ(control.infoRequest().send().wait(io_.waitScope).getInfo().getState(),
+            vrpc::RunState::STOPPING);
+  control.resumeRequest().send().wait(io_.waitScope);
   VmmExit exit = ExitOf(vmm);
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
   EXPECT_EQ(exit.signal, 0);
