@@ -13,7 +13,9 @@
 // finish every in-flight request and the driver has forgotten them.
 //
 // Features offered: SIZE_MAX, SEG_MAX, BLK_SIZE, FLUSH, TOPOLOGY, RO (read-only images),
-// DISCARD and WRITE_ZEROES (when the backend supports them; not on read-only images).
+// DISCARD and WRITE_ZEROES (when the backend supports them; not on read-only images). A driver
+// that declines FLUSH gets a write-through disk: each write is followed by a backend flush
+// before it completes (§5.2.5).
 //
 // Threading: ReadConfig on vCPU threads (the configuration is immutable); everything else on
 // the VM's I/O thread.
@@ -27,6 +29,7 @@
 #include "block/backend.h"
 #include "vmm/virtio/block_request.h"
 #include "vmm/virtio/device.h"
+#include "vmm/virtio/device_stats.h"
 
 namespace keel::vmm::virtio {
 
@@ -57,18 +60,17 @@ struct BlockDeviceOptions {
 };
 
 // Counters for tests and stats (I/O thread).
-struct BlockDeviceStats {
+struct BlockQueueCounters {
+  uint64_t read_ops = 0;     // accepted by the backend, by type
+  uint64_t write_ops = 0;
+  uint64_t flush_ops = 0;
+  uint64_t read_bytes = 0;
+  uint64_t write_bytes = 0;
   uint64_t requests = 0;     // chains popped
   uint64_t submitted = 0;    // accepted by the backend
   uint64_t errors = 0;       // completed with a status other than OK, or without a status
   uint64_t interrupts = 0;   // used-buffer interrupts raised
   uint64_t kicks = 0;        // backend Kick() calls
-  // Accepted by the backend, by kind (controllers' VmmStats).
-  uint64_t read_ops = 0;
-  uint64_t write_ops = 0;
-  uint64_t flush_ops = 0;
-  uint64_t read_bytes = 0;
-  uint64_t write_bytes = 0;
 };
 
 class BlockDevice : public VirtioDevice {
@@ -88,7 +90,7 @@ class BlockDevice : public VirtioDevice {
   absl::Status Activate(ActivateContext context) override;
   void ProcessQueue(size_t index) override;
 
-  const BlockDeviceStats& stats() const { return stats_; }
+  const BlockQueueCounters& stats() const { return stats_; }
   void GetStats(DeviceStats& stats) const override;
   size_t in_flight() const { return in_flight_count_; }
 
@@ -100,7 +102,6 @@ class BlockDevice : public VirtioDevice {
   // Pops, parses and submits every available chain, then re-arms notifications.
   void DrainQueue();
   void HandleChain(uint16_t head, bool* kick);
-  void CountSubmitted(const ParsedRequest& req);
   void OnBackendReady();
   void ReapCompletions();
   // Writes `status` and returns the chain with `written` bytes.
@@ -122,6 +123,7 @@ class BlockDevice : public VirtioDevice {
   EventLoop* loop_ = nullptr;
   std::function<void(absl::string_view)> needs_reset_;
   BlockLimits limits_;
+  bool write_through_ = false;  // FLUSH not negotiated
   bool watching_ = false;
   bool broken_ = false;
   bool pending_interrupt_ = false;
@@ -131,13 +133,14 @@ class BlockDevice : public VirtioDevice {
     uint8_t* status = nullptr;  // host address of the status byte
     uint32_t data_in = 0;       // device-writable data bytes (the used length - 1 on success)
     bool busy = false;
+    bool sync_after = false;  // write-through: flush before completing
   };
   std::vector<Slot> slots_;
   size_t in_flight_count_ = 0;
   // Scratch for one chain (seg_max data buffers + header + status) and its iovecs.
   std::vector<Segment> segments_;
   std::vector<iovec> iov_;
-  BlockDeviceStats stats_;
+  BlockQueueCounters stats_;
 };
 
 }  // namespace keel::vmm::virtio
