@@ -574,6 +574,23 @@ TEST_F(KeeldTest, VolumesImportSparseAttachAndRefuseDeletionWhileAttached) {
   EXPECT_EQ(start.getResult().getError().getCode(), rpc::Error::Code::IMAGE_LOCKED);
   EXPECT_TRUE(Vmms().empty());
 
+  // Now it starts, with the volume as its virtio-blk disk; a second VM on the same volume is
+  // refused (the running VMM holds the lock) and leaves nothing behind.
+  auto started = vm.startRequest().send().wait(ws());
+  ASSERT_TRUE(started.getResult().isInfo()) << started.getResult().getError().getMessage().cStr();
+  EXPECT_EQ(started.getResult().getInfo().getState(), VmState::RUNNING);
+  auto stats = vm.statsRequest().send().wait(ws());
+  ASSERT_EQ(stats.getResult().getStats().getDisks().size(), 1u);
+  EXPECT_EQ(std::string(stats.getResult().getStats().getDisks()[0].getName()), "root");
+  auto second = agent_->createVmRequest();
+  FillSpec(second.initSpec(), "same-disk");
+  second.getSpec().initDisks(1)[0].setVolume("root");
+  auto locked = second.send().wait(ws());
+  ASSERT_TRUE(locked.getResult().isError());
+  EXPECT_EQ(locked.getResult().getError().getCode(), rpc::Error::Code::IMAGE_LOCKED);
+  EXPECT_EQ(agent_->listVmsRequest().send().wait(ws()).getVms().size(), 1u);
+  EXPECT_EQ(Vmms().size(), 1u);
+
   ASSERT_TRUE(vm.deleteRequest().send().wait(ws()).getResult().isInfo());
   auto del2 = agent_->deleteVolumeRequest();
   del2.setName("root");
