@@ -198,7 +198,7 @@ absl::Status CopyRange(int src, int dst, uint64_t offset, uint64_t len) {
 
 kj::Promise<absl::Status> VmManager::CopyChunks(std::shared_ptr<ImportJob> job) {
   // At most this much data per event-loop turn, so other clients are served in between.
-  constexpr uint64_t kBudget = 32ull << 20;
+  constexpr uint64_t kBudget = 8ull << 20;
   uint64_t budget = kBudget;
   while (job->offset < job->src_size && budget > 0) {
     off_t data = lseek(job->src.get(), static_cast<off_t>(job->offset), SEEK_DATA);

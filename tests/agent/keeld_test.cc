@@ -367,12 +367,25 @@ TEST_F(KeeldTest, VmSurvivesKeeldSigkill) {
   StopKeeld(SIGKILL);
   ASSERT_EQ(kill(pid, 0), 0) << "the VMM died with keeld";
   StartKeeld();
-  auto req = agent_->getVmRequest();
-  req.setVm("survivor");
-  auto got = req.send().wait(ws());
+  {
+    auto req = agent_->getVmRequest();
+    req.setVm("survivor");
+    auto got = req.send().wait(ws());
+    ASSERT_TRUE(got.getResult().isVm());
+    EXPECT_EQ(got.getResult().getVm().getInfo().getState(), VmState::RUNNING);
+    EXPECT_EQ(got.getResult().getVm().getInfo().getPid(), pid);
+  }
+  // A polite stop (SIGTERM) leaves it running too.
+  agent_.reset();
+  client_.reset();
+  StopKeeld(SIGTERM);
+  ASSERT_EQ(kill(pid, 0), 0) << "the VMM died with keeld";
+  StartKeeld();
+  auto again = agent_->getVmRequest();
+  again.setVm("survivor");
+  auto got = again.send().wait(ws());
   ASSERT_TRUE(got.getResult().isVm());
   EXPECT_EQ(got.getResult().getVm().getInfo().getState(), VmState::RUNNING);
-  EXPECT_EQ(got.getResult().getVm().getInfo().getPid(), pid);
   // Still controllable through the re-attached control socket.
   auto vm = got.getResult().getVm().getVm();
   auto paused = vm.pauseRequest().send().wait(ws());
