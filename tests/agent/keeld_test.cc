@@ -94,7 +94,6 @@ class KeeldTest : public ::testing::Test {
                                      "--image-dir=" + dir_ + "/images",
                                      "--socket=" + socket_,
                                      std::string("--vmm=") + vmm_};
-    for (auto& a : extra_args_) args.push_back(a);
     for (auto& a : extra) args.push_back(a);
     pid_ = fork();
     if (pid_ == 0) {
@@ -114,6 +113,14 @@ class KeeldTest : public ::testing::Test {
     }
     client_ = std::make_unique<capnp::EzRpcClient>(kj::str("unix:", socket_.c_str()));
     agent_ = std::make_unique<rpc::HostAgent::Client>(client_->getMain<rpc::HostAgent>());
+  }
+
+  // Stops keeld with `sig` (dropping this client first) and starts it again on the same state.
+  void RestartKeeld(int sig, std::vector<std::string> extra = {}) {
+    agent_.reset();
+    client_.reset();
+    StopKeeld(sig);
+    StartKeeld(std::move(extra));
   }
 
   bool CanConnect() {
@@ -216,7 +223,6 @@ class KeeldTest : public ::testing::Test {
   const char* vmm_ = nullptr;
   std::string dir_;
   std::string socket_;
-  std::vector<std::string> extra_args_;
   std::vector<std::string> links_;
   pid_t pid_ = -1;
   std::unique_ptr<capnp::EzRpcClient> client_;
@@ -338,11 +344,7 @@ TEST_F(KeeldTest, BadSpecsChangeNothing) {
 }
 
 TEST_F(KeeldTest, RefusesWhatDoesNotFit) {
-  agent_.reset();
-  client_.reset();
-  StopKeeld();
-  extra_args_ = {"--cpu-overcommit=1"};
-  StartKeeld();
+  RestartKeeld(SIGKILL, {"--cpu-overcommit=1"});
   uint32_t total = agent_->hostInfoRequest().send().wait(ws()).getInfo().getCapacity().getVcpusTotal();
   ASSERT_GT(total, 0u);
   for (uint32_t i = 0; i < total; ++i) {
@@ -362,11 +364,8 @@ TEST_F(KeeldTest, VmSurvivesKeeldSigkill) {
     ASSERT_TRUE(created.getResult().isVm());
     pid = created.getResult().getVm().getInfo().getPid();
   }
-  agent_.reset();
-  client_.reset();
-  StopKeeld(SIGKILL);
+  RestartKeeld(SIGKILL);
   ASSERT_EQ(kill(pid, 0), 0) << "the VMM died with keeld";
-  StartKeeld();
   {
     auto req = agent_->getVmRequest();
     req.setVm("survivor");
@@ -376,11 +375,8 @@ TEST_F(KeeldTest, VmSurvivesKeeldSigkill) {
     EXPECT_EQ(got.getResult().getVm().getInfo().getPid(), pid);
   }
   // A polite stop (SIGTERM) leaves it running too.
-  agent_.reset();
-  client_.reset();
-  StopKeeld(SIGTERM);
+  RestartKeeld(SIGTERM);
   ASSERT_EQ(kill(pid, 0), 0) << "the VMM died with keeld";
-  StartKeeld();
   auto again = agent_->getVmRequest();
   again.setVm("survivor");
   auto got = again.send().wait(ws());
@@ -708,10 +704,7 @@ TEST_F(KeeldTest, TcpWithTlsNeedsAClientCertificate) {
       "-days 2";
   ASSERT_EQ(system((script + " >/dev/null 2>&1").c_str()), 0);
   std::string port = std::to_string(20000 + getpid() % 20000);
-  agent_.reset();
-  client_.reset();
-  StopKeeld();
-  StartKeeld({"--tcp-listen=127.0.0.1:" + port, "--tls-cert=" + d + "/srv.pem",
+  RestartKeeld(SIGKILL, {"--tcp-listen=127.0.0.1:" + port, "--tls-cert=" + d + "/srv.pem",
               "--tls-key=" + d + "/srv.key", "--tls-client-ca=" + d + "/ca.pem"});
 
   auto read = [](const std::string& path) {
