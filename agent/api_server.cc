@@ -24,9 +24,8 @@ class VmImpl final : public rpc::Vm::Server {
     return kj::READY_NOW;
   }
   kj::Promise<void> start(StartContext context) override {
-    return manager_.Start(id_).then([this, context](absl::Status s) mutable {
-      Reply(s, context.getResults().initResult());
-    });
+    return manager_.Start(id_).then(
+        [this, context](absl::Status s) mutable { Reply(s, context.getResults().initResult()); });
   }
   kj::Promise<void> shutdown(ShutdownContext context) override {
     auto p = context.getParams();
@@ -36,19 +35,16 @@ class VmImpl final : public rpc::Vm::Server {
         });
   }
   kj::Promise<void> reboot(RebootContext context) override {
-    return manager_.Reboot(id_).then([this, context](absl::Status s) mutable {
-      Reply(s, context.getResults().initResult());
-    });
+    return manager_.Reboot(id_).then(
+        [this, context](absl::Status s) mutable { Reply(s, context.getResults().initResult()); });
   }
   kj::Promise<void> pause(PauseContext context) override {
-    return manager_.Pause(id_).then([this, context](absl::Status s) mutable {
-      Reply(s, context.getResults().initResult());
-    });
+    return manager_.Pause(id_).then(
+        [this, context](absl::Status s) mutable { Reply(s, context.getResults().initResult()); });
   }
   kj::Promise<void> resume(ResumeContext context) override {
-    return manager_.Resume(id_).then([this, context](absl::Status s) mutable {
-      Reply(s, context.getResults().initResult());
-    });
+    return manager_.Resume(id_).then(
+        [this, context](absl::Status s) mutable { Reply(s, context.getResults().initResult()); });
   }
   kj::Promise<void> delete_(DeleteContext context) override {
     return manager_.Delete(id_, context.getParams().getForce())
@@ -74,8 +70,8 @@ class VmImpl final : public rpc::Vm::Server {
       r.setNextOffset(p.getOffset());
       return kj::READY_NOW;
     }
-    r.setData(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(chunk->data.data()),
-                           chunk->data.size()));
+    r.setData(
+        kj::arrayPtr(reinterpret_cast<const capnp::byte*>(chunk->data.data()), chunk->data.size()));
     r.setStartOffset(chunk->start_offset);
     r.setNextOffset(chunk->next_offset);
     return kj::READY_NOW;

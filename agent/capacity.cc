@@ -22,9 +22,10 @@ CapacityReport ComputeCapacity(const CapacityPolicy& policy, uint32_t host_cpus,
 absl::Status CheckFits(const CapacityReport& r, const CapacityUsage& req) {
   const CapacityUsage& a = r.allocated;
   if (req.vcpus > 0 && uint64_t{a.vcpus} + req.vcpus > r.vcpus_total) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "not enough vCPUs: ", req.vcpus, " asked, ", r.vcpus_total > a.vcpus ? r.vcpus_total - a.vcpus : 0,
-        " of ", r.vcpus_total, " free; delete VMs, ask for fewer or raise --cpu-overcommit"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("not enough vCPUs: ", req.vcpus, " asked, ",
+                     r.vcpus_total > a.vcpus ? r.vcpus_total - a.vcpus : 0, " of ", r.vcpus_total,
+                     " free; delete VMs, ask for fewer or raise --cpu-overcommit"));
   }
   if (req.memory_mib > 0 && a.memory_mib + req.memory_mib > r.memory_mib_total) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -33,10 +34,10 @@ absl::Status CheckFits(const CapacityReport& r, const CapacityUsage& req) {
         r.memory_mib_total, " MiB free; delete VMs, ask for less or raise --memory-overcommit"));
   }
   if (req.disk_bytes > 0 && a.disk_bytes + req.disk_bytes > r.disk_bytes_total) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "not enough disk space for volumes: ", req.disk_bytes, " bytes asked, ",
-        r.disk_bytes_total > a.disk_bytes ? r.disk_bytes_total - a.disk_bytes : 0,
-        " bytes free; delete volumes or ask for less"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("not enough disk space for volumes: ", req.disk_bytes, " bytes asked, ",
+                     r.disk_bytes_total > a.disk_bytes ? r.disk_bytes_total - a.disk_bytes : 0,
+                     " bytes free; delete volumes or ask for less"));
   }
   return absl::OkStatus();
 }

@@ -12,9 +12,9 @@ struct Config {
   std::string state_dir = "/var/lib/keel";         // the store (keel.db) and volumes/
   std::string run_dir = "/run/keel";               // the socket and vms/ID/ run directories
   std::string image_dir = "/var/lib/keel/images";  // kernels, initrds and images VMs may use
-  std::string volume_dir;   // empty: STATE/volumes
-  std::string socket_path;  // empty: RUN/keel.sock
-  std::string vmm_path;     // empty: keel-vmm next to keeld's own binary
+  std::string volume_dir;                          // empty: STATE/volumes
+  std::string socket_path;                         // empty: RUN/keel.sock
+  std::string vmm_path;                            // empty: keel-vmm next to keeld's own binary
   // Optional TCP listener with TLS and client certificates ("0.0.0.0:7070"); empty: none.
   std::string tcp_listen;
   std::string tls_cert;       // PEM certificate chain of this agent

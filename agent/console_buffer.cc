@@ -57,7 +57,8 @@ ConsoleBuffer::Chunk ConsoleBuffer::Read(uint64_t offset, size_t max_bytes) cons
     size_t pos = static_cast<size_t>((start + i) % cap);
     size_t run = std::min(n - i, cap - pos);
     std::copy(ring_.begin() + static_cast<std::ptrdiff_t>(pos),
-              ring_.begin() + static_cast<std::ptrdiff_t>(pos + run), chunk.data.begin() + static_cast<std::ptrdiff_t>(i));
+              ring_.begin() + static_cast<std::ptrdiff_t>(pos + run),
+              chunk.data.begin() + static_cast<std::ptrdiff_t>(i));
     i += run;
   }
   return chunk;

@@ -38,8 +38,8 @@ class ConsoleBuffer {
 
   size_t capacity_;
   std::vector<uint8_t> ring_;  // positions are offsets modulo ring_.size()
-  uint64_t end_ = 0;  // offset after the newest byte
-  size_t size_ = 0;   // bytes held (<= capacity)
+  uint64_t end_ = 0;           // offset after the newest byte
+  size_t size_ = 0;            // bytes held (<= capacity)
 };
 
 }  // namespace keel::agent

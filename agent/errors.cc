@@ -28,9 +28,9 @@ std::optional<rpc::Error::Code> TypedErrorCode(const absl::Status& status) {
 bool FillErrorOrThrow(const absl::Status& status, rpc::Error::Builder error) {
   std::optional<rpc::Error::Code> code = TypedErrorCode(status);
   if (!code) {
-    kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                                          kj::heapString(status.message().data(),
-                                                         status.message().size())));
+    kj::throwFatalException(
+        kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                      kj::heapString(status.message().data(), status.message().size())));
   }
   error.setCode(*code);
   error.setMessage(std::string(status.message()));

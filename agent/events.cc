@@ -137,8 +137,7 @@ kj::Promise<void> EventHub::PumpNext(uint64_t id) {
   w.queue.pop_front();
   return req.send().then([this, id]() { return PumpNext(id); },
                          [this, id](kj::Exception&& e) {
-                           KEEL_LOG(INFO) << "event watcher dropped: "
-                                          << e.getDescription().cStr();
+                           KEEL_LOG(INFO) << "event watcher dropped: " << e.getDescription().cStr();
                            // Not from inside this watcher's own pump: defer the erase.
                            tasks_->add(kj::evalLater([this, id]() { Drop(id, "push failed"); }));
                          });

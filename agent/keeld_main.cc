@@ -201,7 +201,9 @@ int Main(int argc, char** argv) {
                              kj::TlsCertificate(kj::StringPtr(cert.c_str()))};
     trusted.add(kj::TlsCertificate(kj::StringPtr(ca.c_str())));
     kj::TlsContext::Options options;
-    KJ_IF_MAYBE(kp, keypair) { options.defaultKeypair = *kp; }
+    KJ_IF_MAYBE (kp, keypair) {
+      options.defaultKeypair = *kp;
+    }
     options.verifyClients = true;
     options.useSystemTrustStore = false;
     options.trustedCertificates = trusted.asPtr();

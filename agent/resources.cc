@@ -42,9 +42,10 @@ absl::StatusOr<NetworkRow> VmManager::CreateNetwork(rpc::NetworkSpec::Reader spe
   n.bridge = spec.getBridge();
   if (n.bridge.empty()) n.bridge = "kbr-" + n.name;
   if (n.bridge.size() > net::kMaxLinkNameLength) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "bridge name ", n.bridge, " is longer than 15 bytes; give a shorter network name or a "
-        "bridge name"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bridge name ", n.bridge,
+                     " is longer than 15 bytes; give a shorter network name or a "
+                     "bridge name"));
   }
   KEEL_RETURN_IF_ERROR(net::ValidateLinkName(n.bridge));
   n.mtu = spec.getMtu() == 0 ? 1500 : spec.getMtu();
@@ -72,8 +73,9 @@ absl::StatusOr<NetworkRow> VmManager::CreateNetwork(rpc::NetworkSpec::Reader spe
   }
   KEEL_ASSIGN_OR_RETURN(bool exists, nl->LinkExists(n.bridge));
   if (exists) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "a network interface named ", n.bridge, " already exists on the host; pick another bridge"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("a network interface named ", n.bridge,
+                     " already exists on the host; pick another bridge"));
   }
   // Intent first: a bridge named in the store is recreated or removed on restart.
   KEEL_RETURN_IF_ERROR(store_.InsertNetwork(n));
@@ -102,8 +104,8 @@ absl::Status VmManager::DeleteNetwork(const std::string& name) {
     return absl::NotFoundError(absl::StrCat("network ", name, " does not exist"));
   }
   if (uint32_t nics = NicCount(name); nics > 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "network ", name, " is used by ", nics, " NIC(s); delete those VMs first"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("network ", name, " is used by ", nics, " NIC(s); delete those VMs first"));
   }
   if (net::NetlinkSocket* nl = Netlink()) {
     absl::Status s = nl->DeleteLink(it->bridge);
@@ -212,7 +214,8 @@ kj::Promise<absl::Status> VmManager::CopyChunks(std::shared_ptr<ImportJob> job) 
     off_t hole = lseek(job->src.get(), data, SEEK_HOLE);
     if (hole < 0) hole = static_cast<off_t>(job->src_size);
     uint64_t len = std::min<uint64_t>(static_cast<uint64_t>(hole - data), budget);
-    KEEL_RETURN_IF_ERROR(CopyRange(job->src.get(), job->dst.get(), static_cast<uint64_t>(data), len));
+    KEEL_RETURN_IF_ERROR(
+        CopyRange(job->src.get(), job->dst.get(), static_cast<uint64_t>(data), len));
     job->offset = static_cast<uint64_t>(data) + len;
     budget -= len;
   }
@@ -244,7 +247,8 @@ kj::Promise<absl::StatusOr<VolumeRow>> VmManager::ImportVolume(
   uint64_t target = std::max<uint64_t>(size, job->src_size);
   target = (target + 511) / 512 * 512;
   if (target == 0) {
-    return Result(absl::InvalidArgumentError(absl::StrCat(*src_path, " is empty; nothing to import")));
+    return Result(
+        absl::InvalidArgumentError(absl::StrCat(*src_path, " is empty; nothing to import")));
   }
   if (absl::Status s = CheckFits(Capacity(), {.disk_bytes = target}); !s.ok()) return Result(s);
   job->row = {.name = name,
@@ -316,8 +320,8 @@ absl::Status VmManager::DeleteVolume(const std::string& name) {
   for (const auto& [id, vm] : vms_) {
     for (const DiskSpecData& d : vm->spec.disks) {
       if (d.volume == name) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "volume ", name, " is attached to VM ", vm->row.name, "; delete that VM first"));
+        return absl::FailedPreconditionError(absl::StrCat("volume ", name, " is attached to VM ",
+                                                          vm->row.name, "; delete that VM first"));
       }
     }
   }
@@ -345,7 +349,8 @@ CapacityReport VmManager::Capacity() const {
     if (stat(v.path.c_str(), &st) == 0) allocated_on_disk += uint64_t(st.st_blocks) * 512;
   }
   uint64_t free = FreeDiskBytes(config_.volume_dir);
-  uint64_t unallocated = used.disk_bytes > allocated_on_disk ? used.disk_bytes - allocated_on_disk : 0;
+  uint64_t unallocated =
+      used.disk_bytes > allocated_on_disk ? used.disk_bytes - allocated_on_disk : 0;
   free = free > unallocated ? free - unallocated : 0;
   return ComputeCapacity({.cpu_overcommit = config_.cpu_overcommit,
                           .memory_overcommit = config_.memory_overcommit,

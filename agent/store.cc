@@ -53,7 +53,9 @@ CREATE TABLE IF NOT EXISTS volumes(
 // One prepared statement; finalized on destruction.
 class Stmt {
  public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
   ~Stmt() { sqlite3_finalize(stmt_); }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
@@ -131,7 +133,8 @@ class Transaction {
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
   std::string lock_path = dir + "/keel.lock";
   int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd < 0) return ErrnoError(errno, "open ", lock_path, " (does the state directory exist?)");
+  if (lock_fd < 0)
+    return ErrnoError(errno, "open ", lock_path, " (does the state directory exist?)");
   if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     close(lock_fd);
@@ -343,7 +346,9 @@ absl::StatusOr<uint64_t> Store::GetCounter(const std::string& key) {
 }
 
 absl::Status Store::SetCounter(const std::string& key, uint64_t value) {
-  Stmt s(db_, "INSERT INTO meta(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+  Stmt s(db_,
+         "INSERT INTO meta(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET "
+         "value=excluded.value");
   s.Bind(1, key).Bind(2, static_cast<int64_t>(value));
   return s.Run("write counter " + key);
 }

@@ -35,7 +35,7 @@ struct VmRow {
   std::string name{};
   std::string request_id{};
   std::string spec{};  // the rpc::VmSpec as a flat Cap'n Proto message
-  int desired = 0;   // rpc::VmState values
+  int desired = 0;     // rpc::VmState values
   int state = 0;
   int32_t pid = 0;
   uint64_t start_time = 0;  // VmmProcess::ProcessStartTime of pid

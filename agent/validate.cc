@@ -14,14 +14,14 @@ namespace keel::agent {
 
 absl::Status ValidateName(absl::string_view kind, absl::string_view name) {
   if (name.empty() || name.size() > 63) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        kind, " name \"", name, "\" must be 1-63 characters of a-z, 0-9 and '-'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(kind, " name \"", name, "\" must be 1-63 characters of a-z, 0-9 and '-'"));
   }
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
     if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          kind, " name \"", name, "\" may only contain a-z, 0-9 and '-'; rename it"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(kind, " name \"", name, "\" may only contain a-z, 0-9 and '-'; rename it"));
     }
   }
   if (name[0] == '-') {
@@ -34,8 +34,8 @@ absl::Status ValidateName(absl::string_view kind, absl::string_view name) {
 absl::StatusOr<std::string> ResolveImagePath(const std::string& allowed_dir,
                                              const std::string& path, absl::string_view what) {
   if (path.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " path is empty; give a file in ",
-                                                   allowed_dir));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " path is empty; give a file in ", allowed_dir));
   }
   char dir_buf[PATH_MAX];
   if (realpath(allowed_dir.c_str(), dir_buf) == nullptr) {
@@ -69,13 +69,13 @@ absl::Status ValidateSizes(uint32_t vcpus, uint64_t memory_mib, uint32_t max_vcp
     return absl::InvalidArgumentError("vcpus is 0; a VM needs at least 1 vCPU");
   }
   if (vcpus > max_vcpus) {
-    return absl::InvalidArgumentError(absl::StrCat("vcpus ", vcpus, " is above this host's limit of ",
-                                                   max_vcpus, " (host CPUs and KVM); ask for fewer"));
+    return absl::InvalidArgumentError(absl::StrCat("vcpus ", vcpus,
+                                                   " is above this host's limit of ", max_vcpus,
+                                                   " (host CPUs and KVM); ask for fewer"));
   }
   if (memory_mib < kMinMemoryMib) {
-    return absl::InvalidArgumentError(absl::StrCat("memory ", memory_mib,
-                                                   " MiB is below the ", kMinMemoryMib,
-                                                   " MiB minimum; ask for more"));
+    return absl::InvalidArgumentError(absl::StrCat("memory ", memory_mib, " MiB is below the ",
+                                                   kMinMemoryMib, " MiB minimum; ask for more"));
   }
   if (host_memory_mib != 0 && memory_mib > host_memory_mib) {
     return absl::InvalidArgumentError(absl::StrCat("memory ", memory_mib,

@@ -31,9 +31,7 @@ class LogTaskErrors : public kj::TaskSet::ErrorHandler {
 };
 LogTaskErrors log_task_errors;
 
-std::string Describe(const kj::Exception& e) {
-  return std::string(e.getDescription().cStr());
-}
+std::string Describe(const kj::Exception& e) { return std::string(e.getDescription().cStr()); }
 
 // A 52:54:00 (QEMU/KVM OUI, what guests and tools expect) MAC with three random octets.
 std::string RandomMac() {
@@ -45,8 +43,8 @@ std::string RandomMac() {
 
 bool IsActive(int state) {
   auto s = static_cast<rpc::VmState>(state);
-  return s == rpc::VmState::RUNNING || s == rpc::VmState::PAUSED ||
-         s == rpc::VmState::STARTING || s == rpc::VmState::STOPPING;
+  return s == rpc::VmState::RUNNING || s == rpc::VmState::PAUSED || s == rpc::VmState::STARTING ||
+         s == rpc::VmState::STOPPING;
 }
 
 }  // namespace
@@ -218,8 +216,7 @@ absl::Status VmManager::ValidateSpec(const VmSpecData& spec) const {
       ValidateSizes(spec.vcpus, spec.memory_mib, MaxVcpusPerVm(host_), host_.memory_mib));
   KEEL_RETURN_IF_ERROR(ResolveImagePath(config_.image_dir, spec.kernel_path, "kernel").status());
   if (!spec.initrd_path.empty()) {
-    KEEL_RETURN_IF_ERROR(
-        ResolveImagePath(config_.image_dir, spec.initrd_path, "initrd").status());
+    KEEL_RETURN_IF_ERROR(ResolveImagePath(config_.image_dir, spec.initrd_path, "initrd").status());
   }
   std::set<std::string> volumes;
   for (const DiskSpecData& d : spec.disks) {
@@ -233,8 +230,8 @@ absl::Status VmManager::ValidateSpec(const VmSpecData& spec) const {
     if (!d.volume.empty()) {
       auto v = volumes_.find(d.volume);
       if (v == volumes_.end()) {
-        return absl::NotFoundError(absl::StrCat("volume ", d.volume,
-                                                " does not exist; create or import it first"));
+        return absl::NotFoundError(
+            absl::StrCat("volume ", d.volume, " does not exist; create or import it first"));
       }
       if (v->second.state != static_cast<int>(rpc::VolumeState::READY)) {
         return absl::FailedPreconditionError(
@@ -254,8 +251,8 @@ absl::Status VmManager::ValidateSpec(const VmSpecData& spec) const {
     bool known = false;
     for (const NetworkRow& net : networks_) known |= net.name == n.network;
     if (!known) {
-      return absl::NotFoundError(absl::StrCat("network \"", n.network,
-                                              "\" does not exist; create it with createNetwork"));
+      return absl::NotFoundError(
+          absl::StrCat("network \"", n.network, "\" does not exist; create it with createNetwork"));
     }
     if (n.mtu > 65535) {
       return absl::InvalidArgumentError(absl::StrCat("NIC MTU ", n.mtu, " is above 65535"));
@@ -288,7 +285,7 @@ absl::Status VmManager::ValidateSpec(const VmSpecData& spec) const {
 }
 
 absl::StatusOr<std::vector<NicRow>> VmManager::AllocateNics(const std::string& id,
-                                                             const VmSpecData& spec) {
+                                                            const VmSpecData& spec) {
   std::set<std::string> used;
   for (const auto& [vid, vm] : vms_) {
     for (const NicRow& nic : vm->row.nics) used.insert(nic.mac);
@@ -328,9 +325,9 @@ kj::Promise<absl::StatusOr<std::string>> VmManager::CreateVm(std::string request
     for (const auto& [id, vm] : vms_) {
       if (vm->row.request_id != request_id) continue;
       if (vm->spec == spec) return absl::StatusOr<std::string>(id);
-      return absl::StatusOr<std::string>(absl::AlreadyExistsError(absl::StrCat(
-          "request id ", request_id, " already made VM ", vm->row.name,
-          " with a different spec; use a new request id")));
+      return absl::StatusOr<std::string>(absl::AlreadyExistsError(
+          absl::StrCat("request id ", request_id, " already made VM ", vm->row.name,
+                       " with a different spec; use a new request id")));
     }
   }
   if (absl::Status s = ValidateSpec(spec); !s.ok()) return absl::StatusOr<std::string>(s);
@@ -345,18 +342,17 @@ kj::Promise<absl::StatusOr<std::string>> VmManager::CreateVm(std::string request
 
   auto vm = std::make_unique<Vm>(config_.console_buffer_bytes);
   vm->spec = spec;
-  vm->row = {.id = id,
-             .name = spec.name,
-             .request_id = request_id,
-             .spec = spec.Serialize(),
-             .desired = static_cast<int>(spec.auto_start ? rpc::VmState::RUNNING
-                                                         : rpc::VmState::STOPPED),
-             // With autoStart the start's intent goes in with the record (one store write).
-             .state = static_cast<int>(spec.auto_start ? rpc::VmState::STARTING
-                                                       : rpc::VmState::STOPPED),
-             .created_ns = NowNs(),
-             .last_error = "",
-             .nics = *std::move(nics)};
+  vm->row = {
+      .id = id,
+      .name = spec.name,
+      .request_id = request_id,
+      .spec = spec.Serialize(),
+      .desired = static_cast<int>(spec.auto_start ? rpc::VmState::RUNNING : rpc::VmState::STOPPED),
+      // With autoStart the start's intent goes in with the record (one store write).
+      .state = static_cast<int>(spec.auto_start ? rpc::VmState::STARTING : rpc::VmState::STOPPED),
+      .created_ns = NowNs(),
+      .last_error = "",
+      .nics = *std::move(nics)};
   if (absl::Status s = store_.InsertVm(vm->row); !s.ok()) return absl::StatusOr<std::string>(s);
   Vm& ref = *vm;
   vms_.emplace(id, std::move(vm));
@@ -513,8 +509,8 @@ kj::Promise<absl::Status> VmManager::DoStart(std::string id, bool intent_recorde
             std::string why = Describe(e);
             if (vm == nullptr) return absl::NotFoundError(why);
             KEEL_LOG(WARNING) << "VM " << vm->row.name << " did not start: " << why;
-            return fail(*vm, absl::FailedPreconditionError(absl::StrCat(
-                                 "VM ", vm->row.name, " did not start: ", why)));
+            return fail(*vm, absl::FailedPreconditionError(
+                                 absl::StrCat("VM ", vm->row.name, " did not start: ", why)));
           });
 }
 
@@ -532,8 +528,8 @@ void VmManager::Running(Vm& vm, kj::Own<VmmProcess> process, rpc::VmState state,
   }
   (void)Persist(vm);
   if (!attached) Publish(vm, rpc::EventType::STARTED, absl::StrCat("pid ", vm.row.pid));
-  KEEL_LOG(INFO) << (attached ? "re-attached to" : "started") << " VM " << vm.row.name
-                 << " (pid " << vm.row.pid << ")";
+  KEEL_LOG(INFO) << (attached ? "re-attached to" : "started") << " VM " << vm.row.name << " (pid "
+                 << vm.row.pid << ")";
 
   VmmProcess* raw = vm.vmm.get();
   vm.exited = raw->OnExit()
@@ -561,9 +557,11 @@ void VmManager::Running(Vm& vm, kj::Own<VmmProcess> process, rpc::VmState state,
 // stream did not deliver from there.
 void VmManager::TopUpConsoleFromLog(Vm& vm) {
   if (vm.console_log_start < 0) return;
-  const int fd = open((config_.vm_run_dir(vm.row.id) + "/console.log").c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd =
+      open((config_.vm_run_dir(vm.row.id) + "/console.log").c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
-  uint64_t pos = static_cast<uint64_t>(vm.console_log_start) + (vm.console.end_offset() - vm.console_base);
+  uint64_t pos =
+      static_cast<uint64_t>(vm.console_log_start) + (vm.console.end_offset() - vm.console_base);
   uint8_t buf[16384];
   ssize_t n;
   while ((n = pread(fd, buf, sizeof(buf), static_cast<off_t>(pos))) > 0) {
@@ -577,7 +575,8 @@ void VmManager::HandleExit(const std::string& id, VmmProcess* process, const Vmm
   Vm* vm = Find(id);
   if (vm == nullptr || vm->vmm.get() != process) return;
   VmRow& r = vm->row;
-  r.last_exit = exit.exit_status >= 0 ? exit.exit_status : (exit.signal > 0 ? 128 + exit.signal : -1);
+  r.last_exit =
+      exit.exit_status >= 0 ? exit.exit_status : (exit.signal > 0 ? 128 + exit.signal : -1);
   r.pid = 0;
   r.start_time = 0;
   rpc::EventType type;
@@ -593,8 +592,9 @@ void VmManager::HandleExit(const std::string& id, VmmProcess* process, const Vmm
   r.started_ns = 0;
   DeleteTaps(*vm);
   (void)Persist(*vm);
-  KEEL_LOG(INFO) << "VM " << r.name << " " << (type == rpc::EventType::CRASHED ? "crashed" : "stopped")
-                 << ": " << exit.description;
+  KEEL_LOG(INFO) << "VM " << r.name << " "
+                 << (type == rpc::EventType::CRASHED ? "crashed" : "stopped") << ": "
+                 << exit.description;
   TopUpConsoleFromLog(*vm);
   Publish(*vm, type, exit.description);
   vm->console_follow = nullptr;
@@ -607,7 +607,7 @@ void VmManager::HandleExit(const std::string& id, VmmProcess* process, const Vmm
 // ---- Stop, reboot, pause, resume -------------------------------------------------------------
 
 kj::Promise<void> VmManager::StopVmm(Vm& vm, bool hard, uint32_t timeout_ms) {
-  KJ_IF_MAYBE(exited, vm.exited) {
+  KJ_IF_MAYBE (exited, vm.exited) {
     if (!vm.vmm) return kj::READY_NOW;
     bool paused = vm.row.state == static_cast<int>(rpc::VmState::PAUSED);
     vm.stop_requested = true;
@@ -625,10 +625,11 @@ kj::Promise<void> VmManager::StopVmm(Vm& vm, bool hard, uint32_t timeout_ms) {
         if (vm != nullptr && vm->vmm && vm->generation == generation) vm->vmm->Kill();
       }));
       // A VMM that does not exit promptly after a hard shutdown is killed.
-      tasks_->add(io_.provider->getTimer().afterDelay(3 * kj::SECONDS).then([this, id, generation]() {
-        Vm* vm = Find(id);
-        if (vm != nullptr && vm->vmm && vm->generation == generation) vm->vmm->Kill();
-      }));
+      tasks_->add(
+          io_.provider->getTimer().afterDelay(3 * kj::SECONDS).then([this, id, generation]() {
+            Vm* vm = Find(id);
+            if (vm != nullptr && vm->vmm && vm->generation == generation) vm->vmm->Kill();
+          }));
     };
     if (hard || paused) {
       hard_stop();
@@ -646,7 +647,9 @@ kj::Promise<void> VmManager::StopVmm(Vm& vm, bool hard, uint32_t timeout_ms) {
               KEEL_LOG(INFO) << "VM " << vm->row.name
                              << " did not power off in time; stopping it hard";
               hard_stop();
-              KJ_IF_MAYBE(e, vm->exited) { return e->addBranch(); }
+              KJ_IF_MAYBE (e, vm->exited) {
+                return e->addBranch();
+              }
               return kj::READY_NOW;
             }));
   }
@@ -711,8 +714,7 @@ kj::Promise<absl::Status> VmManager::Resume(std::string id) {
     if (vm == nullptr) return absl::NotFoundError(absl::StrCat("VM ", id, " was deleted"));
     if (vm->row.state == static_cast<int>(rpc::VmState::RUNNING)) return absl::OkStatus();
     if (!vm->vmm || vm->row.state != static_cast<int>(rpc::VmState::PAUSED)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("VM ", vm->row.name, " is not paused"));
+      return absl::FailedPreconditionError(absl::StrCat("VM ", vm->row.name, " is not paused"));
     }
     return vm->vmm->control().resumeRequest().send().then([this, id](auto) -> absl::Status {
       Vm* vm = Find(id);
@@ -730,42 +732,42 @@ kj::Promise<absl::Status> VmManager::Resume(std::string id) {
 
 // ---- Delete ----------------------------------------------------------------------------------
 
-kj::Promise<absl::StatusOr<kj::Own<capnp::MallocMessageBuilder>>> VmManager::Delete(
-    std::string id, bool force) {
+kj::Promise<absl::StatusOr<kj::Own<capnp::MallocMessageBuilder>>> VmManager::Delete(std::string id,
+                                                                                    bool force) {
   using Result = absl::StatusOr<kj::Own<capnp::MallocMessageBuilder>>;
   Vm* vm = Find(id);
   if (vm == nullptr) return Result(absl::NotFoundError(absl::StrCat("VM ", id, " was deleted")));
   auto out = std::make_shared<kj::Own<capnp::MallocMessageBuilder>>();
-  return Serialized(*vm,
-                    [this, id, force, out]() -> kj::Promise<absl::Status> {
-                      Vm* vm = Find(id);
-                      if (vm == nullptr) {
-                        return absl::NotFoundError(absl::StrCat("VM ", id, " was deleted"));
-                      }
-                      if (vm->vmm && !force) {
-                        return absl::FailedPreconditionError(absl::StrCat(
-                            "VM ", vm->row.name,
-                            " is running; shut it down first or delete with force"));
-                      }
-                      return StopVmm(*vm, true, 0).then([this, id, out]() -> absl::Status {
-                        Vm* vm = Find(id);
-                        if (vm == nullptr) return absl::NotFoundError("VM already deleted");
-                        DeleteTaps(*vm);
-                        KEEL_RETURN_IF_ERROR(store_.DeleteVm(id));
-                        std::error_code ec;
-                        std::filesystem::remove_all(config_.vm_run_dir(id), ec);
-                        vm->row.state = static_cast<int>(rpc::VmState::DELETED);
-                        vm->row.desired = static_cast<int>(rpc::VmState::DELETED);
-                        *out = kj::heap<capnp::MallocMessageBuilder>();
-                        (void)FillInfo(id, (*out)->initRoot<rpc::VmInfo>());
-                        Publish(*vm, rpc::EventType::DELETED, "");
-                        EndFollowers(*vm, "the VM was deleted");
-                        KEEL_LOG(INFO) << "deleted VM " << vm->row.name;
-                        Bury(std::move(vms_[id]));
-                        vms_.erase(id);
-                        return absl::OkStatus();
-                      });
-                    })
+  return Serialized(
+             *vm,
+             [this, id, force, out]() -> kj::Promise<absl::Status> {
+               Vm* vm = Find(id);
+               if (vm == nullptr) {
+                 return absl::NotFoundError(absl::StrCat("VM ", id, " was deleted"));
+               }
+               if (vm->vmm && !force) {
+                 return absl::FailedPreconditionError(absl::StrCat(
+                     "VM ", vm->row.name, " is running; shut it down first or delete with force"));
+               }
+               return StopVmm(*vm, true, 0).then([this, id, out]() -> absl::Status {
+                 Vm* vm = Find(id);
+                 if (vm == nullptr) return absl::NotFoundError("VM already deleted");
+                 DeleteTaps(*vm);
+                 KEEL_RETURN_IF_ERROR(store_.DeleteVm(id));
+                 std::error_code ec;
+                 std::filesystem::remove_all(config_.vm_run_dir(id), ec);
+                 vm->row.state = static_cast<int>(rpc::VmState::DELETED);
+                 vm->row.desired = static_cast<int>(rpc::VmState::DELETED);
+                 *out = kj::heap<capnp::MallocMessageBuilder>();
+                 (void)FillInfo(id, (*out)->initRoot<rpc::VmInfo>());
+                 Publish(*vm, rpc::EventType::DELETED, "");
+                 EndFollowers(*vm, "the VM was deleted");
+                 KEEL_LOG(INFO) << "deleted VM " << vm->row.name;
+                 Bury(std::move(vms_[id]));
+                 vms_.erase(id);
+                 return absl::OkStatus();
+               });
+             })
       .then([out](absl::Status s) -> Result {
         if (!s.ok()) return s;
         return kj::mv(*out);
@@ -853,8 +855,7 @@ absl::StatusOr<ConsoleBuffer::Chunk> VmManager::Console(const std::string& id, u
   return vm->console.Read(offset, max_bytes);
 }
 
-absl::StatusOr<rpc::Handle::Client> VmManager::FollowConsole(const std::string& id,
-                                                             uint64_t offset,
+absl::StatusOr<rpc::Handle::Client> VmManager::FollowConsole(const std::string& id, uint64_t offset,
                                                              rpc::ConsoleSink::Client sink) {
   Vm* vm = Find(id);
   if (vm == nullptr) return absl::NotFoundError(absl::StrCat("VM ", id, " was deleted"));
@@ -900,8 +901,8 @@ void VmManager::PumpConsole(const std::string& id, uint64_t fid) {
       }
       auto req = f.sink.writeRequest();
       req.setOffset(chunk.start_offset);
-      req.setData(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(chunk.data.data()),
-                               chunk.data.size()));
+      req.setData(
+          kj::arrayPtr(reinterpret_cast<const capnp::byte*>(chunk.data.data()), chunk.data.size()));
       f.next = chunk.next_offset;
       return req.send().then([m, id, fid]() { return Next(m, id, fid); },
                              [m, id, fid](kj::Exception&&) {
@@ -1038,8 +1039,8 @@ kj::Promise<void> VmManager::Recover() {
       if (!vm->vmm) DeleteTaps(*vm);
     }
     RemoveStrayRunDirs();
-    KEEL_LOG(INFO) << "recovered " << vms_.size() << " VMs, " << networks_.size()
-                   << " networks, " << volumes_.size() << " volumes";
+    KEEL_LOG(INFO) << "recovered " << vms_.size() << " VMs, " << networks_.size() << " networks, "
+                   << volumes_.size() << " volumes";
   });
 }
 

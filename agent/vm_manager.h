@@ -103,8 +103,7 @@ class VmManager {
   void Publish(Vm& vm, rpc::EventType type, std::string message);
 
   absl::Status ValidateSpec(const VmSpecData& spec) const;
-  absl::StatusOr<std::vector<NicRow>> AllocateNics(const std::string& id,
-                                                    const VmSpecData& spec);
+  absl::StatusOr<std::vector<NicRow>> AllocateNics(const std::string& id, const VmSpecData& spec);
   // `intent_recorded`: the store already says `starting` (createVm with autoStart).
   kj::Promise<absl::Status> DoStart(std::string id, bool intent_recorded = false);
   absl::StatusOr<VmmLaunch> PrepareLaunch(Vm& vm);

@@ -78,10 +78,10 @@ VmSpecData VmSpecData::Deserialize(const std::string& bytes) {
   kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
   memcpy(words.begin(), bytes.data(), bytes.size());
   VmSpecData d;
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-                capnp::FlatArrayMessageReader reader(words);
-                d = FromCapnp(reader.getRoot<rpc::VmSpec>());
-              })) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                 capnp::FlatArrayMessageReader reader(words);
+                 d = FromCapnp(reader.getRoot<rpc::VmSpec>());
+               })) {
     return {};
   }
   return d;

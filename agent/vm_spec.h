@@ -13,7 +13,7 @@
 namespace keel::agent {
 
 struct DiskSpecData {
-  std::string volume{};      // exactly one of volume and image_path is set
+  std::string volume{};  // exactly one of volume and image_path is set
   std::string image_path{};
   bool read_only = false;
   bool cache_none = false;

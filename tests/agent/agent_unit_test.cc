@@ -128,9 +128,9 @@ TEST(StoreTest, NetworksVolumesAndCounters) {
 }
 
 TEST(CapacityTest, TotalsFollowOvercommitAndReserve) {
-  CapacityReport r = ComputeCapacity(
-      {.cpu_overcommit = 4.0, .memory_overcommit = 1.5, .memory_reserve_mib = 1024}, 8, 9216,
-      1000, {.vcpus = 3, .memory_mib = 100, .disk_bytes = 24});
+  CapacityReport r =
+      ComputeCapacity({.cpu_overcommit = 4.0, .memory_overcommit = 1.5, .memory_reserve_mib = 1024},
+                      8, 9216, 1000, {.vcpus = 3, .memory_mib = 100, .disk_bytes = 24});
   EXPECT_EQ(r.vcpus_total, 32u);
   EXPECT_EQ(r.memory_mib_total, 12288u);
   EXPECT_EQ(r.disk_bytes_total, 1024u);
@@ -143,8 +143,8 @@ TEST(CapacityTest, ReserveLargerThanTheHostLeavesNothing) {
 }
 
 TEST(CapacityTest, FitsExactlyThenRefusesWithAMessage) {
-  CapacityReport r = ComputeCapacity({.cpu_overcommit = 1.0, .memory_reserve_mib = 0}, 4, 1024,
-                                     0, {.vcpus = 2, .memory_mib = 512});
+  CapacityReport r = ComputeCapacity({.cpu_overcommit = 1.0, .memory_reserve_mib = 0}, 4, 1024, 0,
+                                     {.vcpus = 2, .memory_mib = 512});
   EXPECT_TRUE(CheckFits(r, {.vcpus = 2, .memory_mib = 512}).ok());
   absl::Status cpu = CheckFits(r, {.vcpus = 3});
   EXPECT_EQ(cpu.code(), absl::StatusCode::kResourceExhausted);

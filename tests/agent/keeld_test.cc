@@ -23,13 +23,13 @@
 
 #include "capnp/ez-rpc.h"
 #include "capnp/rpc-twoparty.h"
-#include "kj/compat/tls.h"
-#include "kj/async-io.h"
 #include "gtest/gtest.h"
+#include "kj/async-io.h"
+#include "kj/compat/tls.h"
 #include "net/bridged_tap.h"
 #include "net/netlink.h"
-#include "sqlite3.h"
 #include "rpc/keel.capnp.h"
+#include "sqlite3.h"
 
 namespace keel::agent {
 namespace {
@@ -150,7 +150,8 @@ class KeeldTest : public ::testing::Test {
       if (name.find_first_not_of("0123456789") != std::string::npos) continue;
       std::ifstream in(e.path() / "cmdline");
       std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      if (cmd.find(prefix) != std::string::npos && cmd.find("--control-socket") != std::string::npos) {
+      if (cmd.find(prefix) != std::string::npos &&
+          cmd.find("--control-socket") != std::string::npos) {
         out.push_back(std::stoi(name));
       }
     }
@@ -345,7 +346,8 @@ TEST_F(KeeldTest, BadSpecsChangeNothing) {
 
 TEST_F(KeeldTest, RefusesWhatDoesNotFit) {
   RestartKeeld(SIGKILL, {"--cpu-overcommit=1"});
-  uint32_t total = agent_->hostInfoRequest().send().wait(ws()).getInfo().getCapacity().getVcpusTotal();
+  uint32_t total =
+      agent_->hostInfoRequest().send().wait(ws()).getInfo().getCapacity().getVcpusTotal();
   ASSERT_GT(total, 0u);
   for (uint32_t i = 0; i < total; ++i) {
     ASSERT_TRUE(Create("", "fill-" + std::to_string(i), false).getResult().isVm());
@@ -442,8 +444,8 @@ TEST_F(KeeldTest, NicTapLivesOnTheBridgeWhileTheVmRuns) {
   nics[1].setNetwork(net_name);
   auto created = req.send().wait(ws());
   if (created.getResult().isError() &&
-      std::string(created.getResult().getError().getMessage()).find("virtio-net is not available") !=
-          std::string::npos) {
+      std::string(created.getResult().getError().getMessage())
+              .find("virtio-net is not available") != std::string::npos) {
     // This keel-vmm has no virtio-net yet: the refused VM must have left nothing behind.
     EXPECT_EQ(created.getResult().getError().getCode(), rpc::Error::Code::FAILED_PRECONDITION);
     EXPECT_EQ(agent_->listVmsRequest().send().wait(ws()).getVms().size(), 0u);
@@ -520,7 +522,8 @@ TEST_F(KeeldTest, VolumesImportSparseAttachAndRefuseDeletionWhileAttached) {
   imp.setSourcePath("src.img");
   imp.setProgress(kj::heap<ProgressSink>(done));
   auto imported = imp.send().wait(ws());
-  ASSERT_TRUE(imported.getResult().isVolume()) << imported.getResult().getError().getMessage().cStr();
+  ASSERT_TRUE(imported.getResult().isVolume())
+      << imported.getResult().getError().getMessage().cStr();
   auto vol = imported.getResult().getVolume();
   EXPECT_EQ(vol.getSizeBytes(), uint64_t{64} << 20);
   EXPECT_EQ(vol.getState(), rpc::VolumeState::READY);
@@ -693,7 +696,8 @@ TEST_F(KeeldTest, TcpWithTlsNeedsAClientCertificate) {
   std::string d = dir_ + "/tls";
   fs::create_directories(d);
   std::string script =
-      "cd " + d + " && "
+      "cd " + d +
+      " && "
       "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
       "-subj /CN=keel-test-ca && "
       "openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost && "
@@ -705,7 +709,7 @@ TEST_F(KeeldTest, TcpWithTlsNeedsAClientCertificate) {
   ASSERT_EQ(system((script + " >/dev/null 2>&1").c_str()), 0);
   std::string port = std::to_string(20000 + getpid() % 20000);
   RestartKeeld(SIGKILL, {"--tcp-listen=127.0.0.1:" + port, "--tls-cert=" + d + "/srv.pem",
-              "--tls-key=" + d + "/srv.key", "--tls-client-ca=" + d + "/ca.pem"});
+                         "--tls-key=" + d + "/srv.key", "--tls-client-ca=" + d + "/ca.pem"});
 
   auto read = [](const std::string& path) {
     std::ifstream in(path);

@@ -13,8 +13,8 @@ namespace keel::vmm {
 
 struct KvmCapabilityReport {
   int api_version = 0;
-  uint32_t max_vcpus = 0;          // KVM_CAP_MAX_VCPUS
-  uint32_t recommended_vcpus = 0;  // KVM_CAP_NR_VCPUS
+  uint32_t max_vcpus = 0;            // KVM_CAP_MAX_VCPUS
+  uint32_t recommended_vcpus = 0;    // KVM_CAP_NR_VCPUS
   std::vector<std::string> present;  // e.g. "IRQCHIP", "IOEVENTFD", ...
 };
 
