@@ -267,21 +267,27 @@ kj::Promise<absl::StatusOr<VolumeRow>> VmManager::ImportVolume(
   kj::Promise<absl::Status> copy =
       opened.ok() ? CopyChunks(job) : kj::Promise<absl::Status>(opened);
   KEEL_LOG(INFO) << "importing " << *src_path << " into volume " << name;
-  return copy.then([this, job](absl::Status s) -> Result {
-    if (s.ok() && fsync(job->dst.get()) != 0) s = ErrnoError(errno, "sync ", job->row.path);
-    if (s.ok()) {
-      job->row.state = static_cast<int>(rpc::VolumeState::READY);
-      s = store_.UpdateVolume(job->row);
-    }
-    if (!s.ok()) {
-      unlink(job->row.path.c_str());
-      (void)store_.DeleteVolume(job->row.name);
-      volumes_.erase(job->row.name);
-      return s;
-    }
-    volumes_[job->row.name] = job->row;
-    return job->row;
-  });
+  // The import finishes (or cleans up) even if the caller goes away: it runs as a task, and
+  // the caller waits on a branch of it.
+  auto finished = copy.then([this, job](absl::Status s) -> Result {
+                        if (s.ok() && fsync(job->dst.get()) != 0)
+                          s = ErrnoError(errno, "sync ", job->row.path);
+                        if (s.ok()) {
+                          job->row.state = static_cast<int>(rpc::VolumeState::READY);
+                          s = store_.UpdateVolume(job->row);
+                        }
+                        if (!s.ok()) {
+                          unlink(job->row.path.c_str());
+                          (void)store_.DeleteVolume(job->row.name);
+                          volumes_.erase(job->row.name);
+                          return s;
+                        }
+                        volumes_[job->row.name] = job->row;
+                        return job->row;
+                      })
+                      .fork();
+  tasks_->add(finished.addBranch().ignoreResult());
+  return finished.addBranch();
 }
 
 std::vector<VolumeRow> VmManager::ListVolumes() const {

@@ -360,24 +360,35 @@ kj::Promise<absl::StatusOr<std::string>> VmManager::CreateVm(std::string request
   KEEL_LOG(INFO) << "created VM " << spec.name << " (" << id << ")";
   if (!spec.auto_start) return absl::StatusOr<std::string>(id);
 
-  return Serialized(ref, [this, id]() { return DoStart(id, /*intent_recorded=*/true); })
+  // The rollback runs inside the VM's operation, so it happens even if the caller goes away.
+  return Serialized(ref,
+                    [this, id]() {
+                      return DoStart(id, /*intent_recorded=*/true).then([this, id](absl::Status s) {
+                        return RollBackCreate(id, s);
+                      });
+                    })
       .then([this, id](absl::Status s) -> absl::StatusOr<std::string> {
-        if (s.ok()) return id;
-        Vm* vm = Find(id);
-        if (vm == nullptr) return s;
-        if (!TypedErrorCode(s)) return id;  // unexpected: the VM stays, with lastError
-        // An expected failure (image locked, a VMM that refused the spec): creating the VM
-        // changes nothing after all.
-        DeleteTaps(*vm);
-        std::error_code ec;
-        std::filesystem::remove_all(config_.vm_run_dir(id), ec);
-        if (absl::Status d = store_.DeleteVm(id); !d.ok()) return d;
-        vm->row.state = static_cast<int>(rpc::VmState::DELETED);
-        Publish(*vm, rpc::EventType::DELETED, std::string(s.message()));
-        Bury(std::move(vms_[id]));
-        vms_.erase(id);
+        // Started, or kept (with lastError) after an unexpected failure: the VM exists.
+        if (s.ok() || Find(id) != nullptr) return id;
         return s;
       });
+}
+
+absl::Status VmManager::RollBackCreate(const std::string& id, absl::Status start) {
+  Vm* vm = Find(id);
+  if (start.ok() || vm == nullptr) return start;
+  if (!TypedErrorCode(start)) return start;  // unexpected: the VM stays, with lastError
+  // An expected failure (image locked, a VMM that refused the spec): creating the VM changes
+  // nothing after all.
+  DeleteTaps(*vm);
+  std::error_code ec;
+  std::filesystem::remove_all(config_.vm_run_dir(id), ec);
+  if (absl::Status d = store_.DeleteVm(id); !d.ok()) return d;
+  vm->row.state = static_cast<int>(rpc::VmState::DELETED);
+  Publish(*vm, rpc::EventType::DELETED, std::string(start.message()));
+  Bury(std::move(vms_[id]));
+  vms_.erase(id);
+  return start;
 }
 
 // ---- Start -----------------------------------------------------------------------------------

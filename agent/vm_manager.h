@@ -106,6 +106,8 @@ class VmManager {
   absl::StatusOr<std::vector<NicRow>> AllocateNics(const std::string& id, const VmSpecData& spec);
   // `intent_recorded`: the store already says `starting` (createVm with autoStart).
   kj::Promise<absl::Status> DoStart(std::string id, bool intent_recorded = false);
+  // After a failed autoStart of createVm: removes the VM again if the failure was expected.
+  absl::Status RollBackCreate(const std::string& id, absl::Status start);
   absl::StatusOr<VmmLaunch> PrepareLaunch(Vm& vm);
   void Running(Vm& vm, kj::Own<VmmProcess> vmm, rpc::VmState state, bool attached);
   void HandleExit(const std::string& id, VmmProcess* vmm, const VmmExit& exit);
