@@ -231,7 +231,8 @@ class KeeldTest : public ::testing::Test {
 };
 
 TEST_F(KeeldTest, LifecycleOfOneVm) {
-  auto host = agent_->hostInfoRequest().send().wait(ws()).getInfo();
+  auto host_response = agent_->hostInfoRequest().send().wait(ws());
+  auto host = host_response.getInfo();
   EXPECT_EQ(host.getApiVersion(), rpc::API_VERSION);
   EXPECT_GT(host.getCpus(), 0u);
   EXPECT_GT(host.getMemoryMib(), 0u);
@@ -355,7 +356,8 @@ TEST_F(KeeldTest, RefusesWhatDoesNotFit) {
   auto r = Create("", "one-too-many", false);
   ASSERT_TRUE(r.getResult().isError());
   EXPECT_EQ(r.getResult().getError().getCode(), rpc::Error::Code::CAPACITY_EXHAUSTED);
-  auto cap = agent_->hostInfoRequest().send().wait(ws()).getInfo().getCapacity();
+  auto cap_response = agent_->hostInfoRequest().send().wait(ws());
+  auto cap = cap_response.getInfo().getCapacity();
   EXPECT_EQ(cap.getVcpusAllocated(), total);
 }
 
@@ -411,7 +413,8 @@ TEST_F(KeeldTest, CrashedVmmIsReportedToEveryWatcher) {
   ASSERT_TRUE(WaitFor([&] {
     return vm.infoRequest().send().wait(ws()).getResult().getInfo().getState() == VmState::CRASHED;
   }));
-  auto info = vm.infoRequest().send().wait(ws()).getResult().getInfo();
+  auto info_response = vm.infoRequest().send().wait(ws());
+  auto info = info_response.getResult().getInfo();
   EXPECT_EQ(info.getLastExitStatus(), 128 + SIGKILL);
   EXPECT_GT(info.getLastError().size(), 0u);
   ASSERT_TRUE(WaitFor([&] { return events_a->size() >= 3 && events_b->size() >= 3; }));
@@ -679,7 +682,8 @@ TEST_F(KeeldTest, RestartReconcilesWhatHappenedWhileKeeldWasDown) {
   EXPECT_FALSE(fs::exists(dir_ + "/run/vms/stray"));
   auto get = agent_->getVmRequest();
   get.setVm(crashed_id);
-  auto info = get.send().wait(ws()).getResult().getVm().getInfo();
+  auto info_response = get.send().wait(ws());
+  auto info = info_response.getResult().getVm().getInfo();
   EXPECT_EQ(info.getState(), VmState::CRASHED);
   EXPECT_GT(info.getLastError().size(), 0u);
   EXPECT_EQ(info.getPid(), 0);
@@ -790,7 +794,8 @@ TEST_F(KeeldTest, RestartCleansUpAnInterruptedStart) {
   EXPECT_FALSE(LinkExists(tap));
   auto get = agent_->getVmRequest();
   get.setVm(id);
-  auto info = get.send().wait(ws()).getResult().getVm().getInfo();
+  auto info_response = get.send().wait(ws());
+  auto info = info_response.getResult().getVm().getInfo();
   EXPECT_EQ(info.getState(), VmState::STOPPED);
   EXPECT_GT(info.getLastError().size(), 0u);
 }
