@@ -9,22 +9,28 @@
 
 namespace keel::vmm::virtio {
 
+// At namespace scope (not nested in DeviceStats): clang cannot default-construct a nested
+// struct with member initializers inside std::optional of its enclosing class.
+struct BlockStats {
+  uint64_t read_ops = 0;
+  uint64_t write_ops = 0;
+  uint64_t flush_ops = 0;
+  uint64_t read_bytes = 0;
+  uint64_t write_bytes = 0;
+  uint64_t errors = 0;  // requests completed with an error status
+};
+
+struct NetStats {
+  uint64_t rx_packets = 0;  // to the guest
+  uint64_t tx_packets = 0;  // from the guest
+  uint64_t rx_bytes = 0;
+  uint64_t tx_bytes = 0;
+  uint64_t drops = 0;
+};
+
 struct DeviceStats {
-  struct Block {
-    uint64_t read_ops = 0;
-    uint64_t write_ops = 0;
-    uint64_t flush_ops = 0;
-    uint64_t read_bytes = 0;
-    uint64_t write_bytes = 0;
-    uint64_t errors = 0;  // requests completed with an error status
-  };
-  struct Net {
-    uint64_t rx_packets = 0;  // to the guest
-    uint64_t tx_packets = 0;  // from the guest
-    uint64_t rx_bytes = 0;
-    uint64_t tx_bytes = 0;
-    uint64_t drops = 0;
-  };
+  using Block = BlockStats;
+  using Net = NetStats;
   std::optional<Block> block;
   std::optional<Net> net;
 };
