@@ -484,12 +484,12 @@ class Cli {
     req.setSink(kj::mv(printer));
     req.setAfterSeq(cmd_.after_seq);
     auto handle = req.send().wait(ws()).getHandle();
-    if (cmd_.follow) {
+    if (cmd_.follow || cmd_.after_seq == 0) {
       client_.onDisconnect().wait(ws());
       throw Exit{3, "keeld closed the connection"};
     }
-    // Without --follow: what the agent replays after --after-seq, then stop once nothing
-    // has arrived for a moment (the API has no end-of-replay marker).
+    // --after-seq N without --follow: what the agent still holds after N, then stop once
+    // nothing has arrived for a moment (the API has no end-of-replay marker).
     ws().poll();
     for (int quiet = 0; quiet < 3;) {
       const bool before = p.any();

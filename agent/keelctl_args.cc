@@ -394,7 +394,8 @@ Talks to keeld on PATH (default: $KEEL_SOCKET, else /run/keel/keel.sock).
   volume create NAME --size SIZE           SIZE like 1G, 512M, 4096
   volume import NAME --from PATH [--size SIZE]
   volume list | volume delete NAME
-  events [--follow] [--after-seq N]
+  events [--follow] [--after-seq N]        streams new events; --after-seq N alone prints
+                                           those after N that keeld still holds and exits
 
 Exit status: 0 done; 1 keeld refused the request (the reason on one line); 2 bad usage;
 3 keeld could not be reached or failed.
