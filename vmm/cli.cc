@@ -48,6 +48,15 @@ Runs one virtual machine on /dev/kvm until the guest exits.
   --net tap=NAME|fd=N[,mac=MAC][,mtu=N]
                          a virtio-net NIC on an existing tap, or an inherited tap fd
                          (repeatable)
+  --exit-file PATH        write the exit status (decimal) to PATH just before exiting,
+                         atomically (a temporary file renamed)
+
+Control mode (used by keeld; rpc/vmm.capnp):
+  --control-fd N         serve VmmControl on the inherited connected unix socket N and
+                         boot nothing until `launch` gives the configuration; the
+                         machine flags above are then not used
+  --control-socket PATH  also accept control connections here (mode 0600, removed on exit)
+  --vm-id ID             the VM's id, for logs
   --help, --version
 
 Exit status: the value the guest wrote to the debug-exit port 0xf4; 0 when the guest
@@ -89,6 +98,7 @@ absl::StatusOr<CliOptions> ParseCommandLine(const std::vector<std::string>& args
   };
   uint64_t vcpus = m.vcpus;
   uint64_t timeout = 0;
+  uint64_t control_fd = UINT64_MAX;
   const std::map<std::string, Setter> flags = {
       {"--kernel", text(&m.kernel_path)},
       {"--initrd", text(&m.initrd_path)},
@@ -97,6 +107,10 @@ absl::StatusOr<CliOptions> ParseCommandLine(const std::vector<std::string>& args
       {"--vcpus", number(&vcpus, "--vcpus", 65536)},
       {"--serial-log", text(&m.serial_log_path)},
       {"--boot-timeout-s", number(&timeout, "--boot-timeout-s", 86400 * 365)},
+      {"--control-fd", number(&control_fd, "--control-fd", INT32_MAX)},
+      {"--control-socket", text(&opts.control_socket)},
+      {"--vm-id", text(&opts.vm_id)},
+      {"--exit-file", text(&opts.exit_file)},
       {"--disk",
        [&m](const std::string& v) -> absl::Status {
          auto disk = ParseDiskSpec(v);
@@ -144,6 +158,16 @@ absl::StatusOr<CliOptions> ParseCommandLine(const std::vector<std::string>& args
     if (absl::Status s = it->second(value); !s.ok()) return s;
   }
   if (opts.help || opts.version) return opts;
+  if (control_fd != UINT64_MAX) {
+    if (control_fd <= 2) {
+      return absl::InvalidArgumentError("--control-fd must name an inherited socket above 2");
+    }
+    opts.control_fd = static_cast<int>(control_fd);
+    return opts;
+  }
+  if (!opts.control_socket.empty()) {
+    return absl::InvalidArgumentError("--control-socket needs --control-fd");
+  }
   if (m.kernel_path.empty()) {
     return absl::InvalidArgumentError("--kernel PATH is required (a PVH ELF or a bzImage)");
   }

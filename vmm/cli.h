@@ -12,6 +12,12 @@ namespace keel::vmm {
 
 struct CliOptions {
   MachineConfig machine;
+  // Control mode (rpc/vmm.capnp): serve VmmControl on this inherited, connected unix
+  // socket and boot nothing until `launch`; -1: normal mode (boot from the flags).
+  int control_fd = -1;
+  std::string control_socket;  // also listen here for later connections (control mode)
+  std::string vm_id;           // for logs and VmmInfo
+  std::string exit_file;       // the exit status is written here just before exiting
   bool help = false;
   bool version = false;
 };

@@ -17,6 +17,18 @@
 
 namespace keel::vmm {
 
+namespace {
+
+// What an inherited descriptor's messages call it: the path it was opened as, if known.
+std::string FdPath(int fd) {
+  char path[4096];
+  const ssize_t n = readlink(absl::StrCat("/proc/self/fd/", fd).c_str(), path, sizeof(path));
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof(path)) return absl::StrCat("descriptor ", fd);
+  return std::string(path, static_cast<size_t>(n));
+}
+
+}  // namespace
+
 Machine::Machine(const MachineConfig& config, GuestMemory memory, std::unique_ptr<Vm> vm,
                  std::unique_ptr<EventLoop> loop)
     : config_(config), memory_(std::move(memory)), vm_(std::move(vm)), loop_(std::move(loop)) {}
@@ -65,8 +77,12 @@ absl::Status Machine::SetUpPlatform(Kvm&) {
 
 absl::Status Machine::SetUpLegacyDevices() {
   std::vector<int> console_fds;
-  if (config_.serial_log_path.empty()) {
-    console_fds.push_back(STDOUT_FILENO);
+  if (config_.serial_log_fd >= 0) {
+    serial_log_.Reset(fcntl(config_.serial_log_fd, F_DUPFD_CLOEXEC, 0));
+    if (!serial_log_) return ErrnoError(errno, "duplicate the console log descriptor");
+    console_fds.push_back(serial_log_.get());
+  } else if (config_.serial_log_path.empty()) {
+    if (config_.console_to_stdout) console_fds.push_back(STDOUT_FILENO);
   } else {
     int fd = open(config_.serial_log_path.c_str(),
                   O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
@@ -152,6 +168,30 @@ absl::Status Machine::AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> devi
 
 void Machine::PressPowerButton() { power_button_->Trigger(); }
 
+bool Machine::exit_requested() const {
+  absl::MutexLock lock(&exit_mu_);
+  return exit_.has_value();
+}
+
+void Machine::CollectStats(absl::AnyInvocable<void(Stats)> done) {
+  // vcpu_threads_ and the devices belong to the I/O thread once Run() started.
+  loop_->Post([this, done = std::move(done)]() mutable {
+    Stats stats;
+    for (const auto& t : vcpu_threads_) {
+      const VcpuStats& v = t->stats();
+      stats.vcpu_exits += v.io_exits.load(std::memory_order_relaxed) +
+                          v.mmio_exits.load(std::memory_order_relaxed) +
+                          v.other_exits.load(std::memory_order_relaxed);
+    }
+    for (const VirtioSlot& slot : virtio_) {
+      Stats::Device d{slot.name, {}};
+      slot.device->GetStats(d.stats);
+      stats.devices.push_back(std::move(d));
+    }
+    done(std::move(stats));
+  });
+}
+
 absl::StatusOr<BootCpuState> Machine::LoadKernelAndTables() {
   PlatformConfig platform;
   platform.vcpus = static_cast<int>(config_.vcpus);
@@ -159,11 +199,15 @@ absl::StatusOr<BootCpuState> Machine::LoadKernelAndTables() {
   for (const VirtioSlot& slot : virtio_) platform.virtio_devices.push_back(slot.window);
   KEEL_ASSIGN_OR_RETURN(PlatformInfo tables, WritePlatformTables(memory_, platform));
 
-  absl::StatusOr<FileImageReader> kernel = FileImageReader::Open(config_.kernel_path);
+  absl::StatusOr<FileImageReader> kernel =
+      config_.kernel_fd >= 0 ? FileImageReader::FromFd(config_.kernel_fd, FdPath(config_.kernel_fd))
+                             : FileImageReader::Open(config_.kernel_path);
   if (!kernel.ok()) return Annotate(kernel.status(), "--kernel");
   std::optional<FileImageReader> initrd;
-  if (!config_.initrd_path.empty()) {
-    absl::StatusOr<FileImageReader> r = FileImageReader::Open(config_.initrd_path);
+  if (config_.initrd_fd >= 0 || !config_.initrd_path.empty()) {
+    absl::StatusOr<FileImageReader> r =
+        config_.initrd_fd >= 0 ? FileImageReader::FromFd(config_.initrd_fd, FdPath(config_.initrd_fd))
+                               : FileImageReader::Open(config_.initrd_path);
     if (!r.ok()) return Annotate(r.status(), "--initrd");
     initrd.emplace(std::move(*r));
   }
@@ -235,9 +279,7 @@ absl::Status Machine::WatchSignalsAndTimeout() {
   return absl::OkStatus();
 }
 
-VmExit Machine::Run() {
-  // Signals the I/O thread handles must be blocked in every thread, so block them before
-  // the vCPU threads inherit the mask; the kick signal is unblocked only on vCPU threads.
+void BlockVmSignals() {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
@@ -245,6 +287,12 @@ VmExit Machine::Run() {
   sigaddset(&mask, SIGHUP);
   sigaddset(&mask, SIGRTMIN);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+}
+
+VmExit Machine::Run() {
+  // Signals the I/O thread handles must be blocked in every thread, so block them before
+  // the vCPU threads inherit the mask; the kick signal is unblocked only on vCPU threads.
+  BlockVmSignals();
 
   absl::Status s = InstallVcpuKickHandler();
   if (s.ok()) s = WatchSignalsAndTimeout();

@@ -37,16 +37,31 @@ namespace keel::vmm {
 struct MachineConfig {
   std::string kernel_path;
   std::string initrd_path;  // empty: none
+  // Already-open images (the control channel hands them over); used instead of the paths
+  // when >= 0. Not owned; they need to stay open only until Create returns.
+  int kernel_fd = -1;
+  int initrd_fd = -1;
   std::string cmdline;
   uint64_t memory_mib = 128;
   uint32_t vcpus = 1;
   // Guest console: appended to this file; empty means the VMM's stdout.
   std::string serial_log_path;
+  // An already-open console log used instead of serial_log_path when >= 0; Create keeps its
+  // own duplicate, so the caller may close it afterwards.
+  int serial_log_fd = -1;
+  // When false, the guest console goes only to the in-memory ConsoleLog (and the log file,
+  // if any), never to the VMM's stdout.
+  bool console_to_stdout = true;
   // Stop the VM (exit status 3) if it has not ended after this many seconds; 0: never.
   uint32_t boot_timeout_s = 0;
   std::vector<DiskConfig> disks;
   std::vector<NetConfig> nets;
 };
+
+// Blocks, in the calling thread and the threads it creates afterwards, the signals a VM's I/O
+// thread handles (SIGTERM, SIGINT, SIGHUP) and the vCPU kick signal. Run() does it; a
+// program that starts threads of its own before Run() calls it first.
+void BlockVmSignals();
 
 class Machine : public ExitSink {
  public:
@@ -70,7 +85,26 @@ class Machine : public ExitSink {
 
   const GuestMemory& memory() const { return memory_; }
   const ConsoleLog& console_log() const { return console_log_; }
+  ConsoleLog& console_log() { return console_log_; }
   uint64_t console_bytes() const { return serial_->bytes_written(); }
+
+  // Pause/Resume/state of the vCPUs. Thread-safe; may be used before Run() (a VM paused
+  // then starts paused).
+  VcpuControl& vcpu_control() { return vcpu_control_; }
+  // Whether an exit was requested (the VM is stopping). Thread-safe.
+  bool exit_requested() const;
+
+  struct Stats {
+    uint64_t vcpu_exits = 0;  // exits to userspace, all vCPUs
+    struct Device {
+      std::string name;
+      virtio::DeviceStats stats;
+    };
+    std::vector<Device> devices;  // in virtio slot order
+  };
+  // Collects the stats on the I/O thread and calls `done` there with them. Thread-safe. If
+  // the VM ends first, `done` is destroyed without being called.
+  void CollectStats(absl::AnyInvocable<void(Stats)> done);
 
  private:
   Machine(const MachineConfig& config, GuestMemory memory, std::unique_ptr<Vm> vm,
@@ -119,7 +153,7 @@ class Machine : public ExitSink {
   ScopedFd signal_fd_;
   ScopedFd timer_fd_;
 
-  absl::Mutex exit_mu_;
+  mutable absl::Mutex exit_mu_;
   std::optional<VmExit> exit_ ABSL_GUARDED_BY(exit_mu_);
 };
 

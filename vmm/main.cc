@@ -1,13 +1,23 @@
 // keel-vmm: runs one VM. See `keel-vmm --help` and README.md.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
 #include "base/log.h"
+#include "base/status.h"
 #include "vmm/cli.h"
+#include "vmm/control/control_server.h"
+#include "vmm/exit_file.h"
 #include "vmm/machine.h"
 
 namespace {
@@ -37,6 +47,124 @@ int Fail(const absl::Status& s) {
   return StatusToExit(s);
 }
 
+absl::Status CheckHostMemory(const keel::vmm::MachineConfig& config) {
+  const uint64_t host_mib = keel::vmm::HostMemoryMib();
+  if (host_mib != 0 && config.memory_mib > host_mib) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("--memory-mib %u is larger than this host's %u MiB of RAM",
+                        config.memory_mib, host_mib));
+  }
+  return absl::OkStatus();
+}
+
+// `kvm` receives the /dev/kvm handle, which must outlive the machine.
+absl::StatusOr<std::unique_ptr<keel::vmm::Machine>> BuildMachine(
+    const keel::vmm::MachineConfig& config, std::unique_ptr<keel::vmm::Kvm>& kvm) {
+  KEEL_RETURN_IF_ERROR(CheckHostMemory(config));
+  KEEL_ASSIGN_OR_RETURN(kvm, keel::vmm::Kvm::Open());
+  return keel::vmm::Machine::Create(*kvm, config);
+}
+
+int RunMachine(keel::vmm::Machine& machine) {
+  keel::vmm::VmExit exit = machine.Run();
+  if (!exit.message.empty()) {
+    if (exit.status == kExitVmmFailure) {
+      KEEL_LOG(ERROR) << exit.message;
+    } else {
+      KEEL_LOG(DEBUG) << exit.message;
+    }
+  }
+  return exit.status;
+}
+
+// The listening control socket, mode 0600 from the start (a stale one is replaced).
+absl::StatusOr<keel::ScopedFd> ListenOn(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--control-socket %s is longer than the %u bytes a socket path may have", path,
+        sizeof(addr.sun_path) - 1));
+  }
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  keel::ScopedFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return keel::ErrnoError(errno, "socket");
+  unlink(path.c_str());
+  // Still single-threaded here, so the process-wide umask can be narrowed around bind.
+  const mode_t old_umask = umask(0177);
+  const int r = bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+  const int bind_errno = errno;
+  umask(old_umask);
+  if (r != 0) return keel::ErrnoError(bind_errno, "bind --control-socket ", path);
+  if (listen(fd.get(), 16) != 0) return keel::ErrnoError(errno, "listen on ", path);
+  return fd;
+}
+
+// Control mode: serve VmmControl, build the VM that `launch` describes, run it.
+int RunControlled(keel::vmm::CliOptions& opts) {
+  using keel::vmm::ControlServer;
+  // The control thread inherits this mask.
+  keel::vmm::BlockVmSignals();
+
+  struct stat st;
+  if (fstat(opts.control_fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return Fail(absl::InvalidArgumentError(absl::StrFormat(
+        "--control-fd %d is not an inherited socket", opts.control_fd)));
+  }
+  ControlServer::Options options;
+  options.connection.Reset(opts.control_fd);
+  options.vm_id = opts.vm_id;
+  if (!opts.control_socket.empty()) {
+    auto listener = ListenOn(opts.control_socket);
+    if (!listener.ok()) return Fail(listener.status());
+    options.listener = std::move(*listener);
+    options.socket_path = opts.control_socket;
+  }
+  auto server = ControlServer::Start(std::move(options));
+  if (!server.ok()) return Fail(server.status());
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  keel::ScopedFd signals(signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  std::optional<keel::vmm::LaunchRequest> launch = (*server)->WaitForLaunch(signals.get());
+  if (!launch.has_value()) {
+    signalfd_siginfo info{};
+    const bool got = read(signals.get(), &info, sizeof(info)) == sizeof(info);
+    KEEL_LOG(INFO) << "stopped before launch";
+    return got ? 128 + static_cast<int>(info.ssi_signo) : kExitVmmFailure;
+  }
+  signals.Reset();
+
+  std::unique_ptr<keel::vmm::Kvm> kvm;
+  absl::StatusOr<std::unique_ptr<keel::vmm::Machine>> machine =
+      launch->status.ok() ? BuildMachine(launch->machine, kvm)
+                          : absl::StatusOr<std::unique_ptr<keel::vmm::Machine>>(launch->status);
+  launch->fds.clear();  // Machine::Create kept what it needs
+  if (!machine.ok()) {
+    (*server)->LaunchFailed(machine.status());
+    (*server)->Stop();  // the reply goes out before the process exits
+    return Fail(machine.status());
+  }
+  if (launch->start_paused) {
+    if (absl::Status s = (*machine)->vcpu_control().Pause(); !s.ok()) return Fail(s);
+  }
+  (*server)->Launched(machine->get());
+  const int status = RunMachine(**machine);
+  (*server)->Stop();
+  return status;
+}
+
+int Main(keel::vmm::CliOptions& opts) {
+  if (opts.control_fd >= 0) return RunControlled(opts);
+  std::unique_ptr<keel::vmm::Kvm> kvm;
+  auto machine = BuildMachine(opts.machine, kvm);
+  if (!machine.ok()) return Fail(machine.status());
+  return RunMachine(**machine);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -52,25 +180,16 @@ int main(int argc, char** argv) {
     puts("keel-vmm " KEEL_VERSION);
     return 0;
   }
-  const uint64_t host_mib = keel::vmm::HostMemoryMib();
-  if (host_mib != 0 && opts->machine.memory_mib > host_mib) {
-    return Fail(absl::ResourceExhaustedError(absl::StrFormat(
-        "--memory-mib %u is larger than this host's %u MiB of RAM", opts->machine.memory_mib,
-        host_mib)));
+  static std::string tag;
+  if (!opts->vm_id.empty()) {
+    tag = absl::StrCat("keel-vmm[", opts->vm_id, "]");
+    keel::SetLogTag(tag.c_str());
   }
-
-  auto kvm = keel::vmm::Kvm::Open();
-  if (!kvm.ok()) return Fail(kvm.status());
-  auto machine = keel::vmm::Machine::Create(**kvm, opts->machine);
-  if (!machine.ok()) return Fail(machine.status());
-
-  keel::vmm::VmExit exit = (*machine)->Run();
-  if (!exit.message.empty()) {
-    if (exit.status == kExitVmmFailure) {
-      KEEL_LOG(ERROR) << exit.message;
-    } else {
-      KEEL_LOG(DEBUG) << exit.message;
+  const int status = Main(*opts);
+  if (!opts->exit_file.empty()) {
+    if (absl::Status s = keel::vmm::WriteExitFile(opts->exit_file, status); !s.ok()) {
+      KEEL_LOG(ERROR) << "--exit-file: " << s;
     }
   }
-  return exit.status;
+  return status;
 }

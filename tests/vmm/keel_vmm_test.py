@@ -112,6 +112,35 @@ class LifecycleTest(unittest.TestCase):
             p.stdout.close()
             p.stderr.close()
 
+    def test_exit_file_holds_the_exit_status(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "exit")
+            code, _, err = boot("exit:42", "--exit-file", path)
+            self.assertEqual(code, 42, err)
+            with open(path) as f:
+                self.assertEqual(f.read(), "42\n")
+            code, _, err = boot("poweroff", "--exit-file", path)
+            self.assertEqual(code, 0, err)
+            with open(path) as f:
+                self.assertEqual(f.read(), "0\n")
+            self.assertEqual(sorted(os.listdir(d)), ["exit"])  # no temporary left behind
+            # A configuration error still reports its status there.
+            r = run("--kernel", "/nonexistent/vmlinux", "--exit-file", path)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            with open(path) as f:
+                self.assertEqual(f.read(), "2\n")
+
+    def test_control_flags_are_checked(self):
+        r = run("--control-socket", "/tmp/x.sock", "--kernel", ELF)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--control-socket needs --control-fd", r.stderr)
+        r = run("--control-fd", "0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--control-fd", r.stderr)
+        r = run("--control-fd", "57")  # not open
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("is not an inherited socket", r.stderr)
+
     def test_boot_timeout_stops_the_guest_and_prints_registers(self):
         code, lines, err = boot("idle", "--boot-timeout-s", "1")
         self.assertEqual(code, 3)

@@ -25,13 +25,23 @@ absl::Status CheckImageRange(const ImageReader& image, uint64_t offset, uint64_t
 absl::StatusOr<FileImageReader> FileImageReader::Open(const std::string& path) {
   ScopedFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return ErrnoError(errno, "cannot open ", path);
+  return FromOwnedFd(std::move(fd), path);
+}
+
+absl::StatusOr<FileImageReader> FileImageReader::FromFd(int fd, std::string name) {
+  ScopedFd own(fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!own) return ErrnoError(errno, "cannot use the descriptor of ", name);
+  return FromOwnedFd(std::move(own), std::move(name));
+}
+
+absl::StatusOr<FileImageReader> FileImageReader::FromOwnedFd(ScopedFd fd, std::string name) {
   struct stat st;
-  if (fstat(fd.get(), &st) != 0) return ErrnoError(errno, "cannot stat ", path);
+  if (fstat(fd.get(), &st) != 0) return ErrnoError(errno, "cannot stat ", name);
   if (!S_ISREG(st.st_mode)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, " is not a regular file; pass the path of an image file"));
+        absl::StrCat(name, " is not a regular file; pass the path of an image file"));
   }
-  return FileImageReader(path, std::move(fd), static_cast<uint64_t>(st.st_size));
+  return FileImageReader(std::move(name), std::move(fd), static_cast<uint64_t>(st.st_size));
 }
 
 absl::Status FileImageReader::ReadAt(uint64_t offset, std::span<uint8_t> out) const {

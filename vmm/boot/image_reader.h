@@ -47,6 +47,9 @@ class FileImageReader final : public ImageReader {
  public:
   // Opens `path` read-only. Fails if it cannot be opened or is not a regular file.
   static absl::StatusOr<FileImageReader> Open(const std::string& path);
+  // Reads an already-open file (a descriptor handed over by the agent). Duplicates `fd`, so
+  // the caller keeps ownership of its own; `name` is what errors call the image.
+  static absl::StatusOr<FileImageReader> FromFd(int fd, std::string name);
 
   FileImageReader(FileImageReader&&) = default;
   FileImageReader& operator=(FileImageReader&&) = default;
@@ -56,6 +59,7 @@ class FileImageReader final : public ImageReader {
   absl::Status ReadAt(uint64_t offset, std::span<uint8_t> out) const override;
 
  private:
+  static absl::StatusOr<FileImageReader> FromOwnedFd(ScopedFd fd, std::string name);
   FileImageReader(std::string path, ScopedFd fd, uint64_t size)
       : path_(std::move(path)), fd_(std::move(fd)), size_(size) {}
 

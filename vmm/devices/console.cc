@@ -23,14 +23,21 @@ void FdConsoleSink::Write(std::span<const uint8_t> bytes) {
 
 void ConsoleLog::Write(std::span<const uint8_t> bytes) {
   if (capacity_ == 0) return;
-  absl::MutexLock lock(&mu_);
-  for (uint8_t b : bytes) {
-    if (ring_.size() < capacity_) {
-      ring_.push_back(static_cast<char>(b));
-    } else {
-      ring_[end_ % capacity_] = static_cast<char>(b);
+  {
+    absl::MutexLock lock(&mu_);
+    for (uint8_t b : bytes) {
+      if (ring_.size() < capacity_) {
+        ring_.push_back(static_cast<char>(b));
+      } else {
+        ring_[end_ % capacity_] = static_cast<char>(b);
+      }
+      ++end_;
     }
-    ++end_;
+  }
+  if (const int fd = notify_fd_.load(std::memory_order_acquire); fd >= 0) {
+    // A non-blocking eventfd: the write cannot block; a full counter just drops the wakeup.
+    const uint64_t one = 1;
+    (void)!::write(fd, &one, sizeof(one));
   }
 }
 

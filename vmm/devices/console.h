@@ -5,6 +5,7 @@
 // offsets so a controller can read the console from any offset and follow it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -51,12 +52,16 @@ class ConsoleLog : public ConsoleSink {
   uint64_t end() const;
   // Blocks until bytes past `offset` exist or `timeout` passes; returns whether they do.
   bool WaitForData(uint64_t offset, absl::Duration timeout) const;
+  // After every Write, adds 1 to the eventfd `fd` (not owned; -1: none), so a follower on
+  // another thread learns of new bytes without polling. Never blocks the writer.
+  void SetWriteNotifier(int eventfd) { notify_fd_.store(eventfd, std::memory_order_release); }
 
  private:
   const size_t capacity_;
   mutable absl::Mutex mu_;
   std::string ring_ ABSL_GUARDED_BY(mu_);  // grows to capacity_, then wraps
   uint64_t end_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<int> notify_fd_{-1};
 };
 
 }  // namespace keel::vmm

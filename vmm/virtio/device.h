@@ -22,6 +22,7 @@
 #include "base/event_loop.h"
 #include "vmm/devices/interrupt.h"
 #include "vmm/memory/guest_memory.h"
+#include "vmm/virtio/device_stats.h"
 #include "vmm/virtio/queue.h"
 
 namespace keel::vmm::virtio {
@@ -104,6 +105,8 @@ class VirtioDevice {
     active_ = false;
   }
   bool active() const { return active_; }
+  // Adds the device's counters to `stats` (vmm/virtio/device_stats.h). I/O thread only.
+  virtual void GetStats(DeviceStats& stats) const { (void)stats; }
 
  protected:
   void set_active() { active_ = true; }
