@@ -277,7 +277,8 @@ class Cli {
         spec.setBridge(cmd_.bridge);
         spec.setMtu(cmd_.mtu);
         spec.setHostAddress(cmd_.address);
-        auto r = req.send().wait(ws()).getResult();
+        auto response = req.send().wait(ws());  // owns what `r` reads
+        auto r = response.getResult();
         if (r.isError()) Refused(r.getError());
         if (cmd_.json) {
           PrintLine(ToJsonOf(r.getNetwork()));
@@ -392,7 +393,8 @@ class Cli {
       labels[i].setKey(a.labels[i].key);
       labels[i].setValue(a.labels[i].value);
     }
-    auto r = req.send().wait(ws()).getResult();
+    auto response = req.send().wait(ws());  // owns what `r` reads
+    auto r = response.getResult();
     if (r.isError()) Refused(r.getError());
     PrintVm(cmd_, r.getVm().getInfo());
   }
