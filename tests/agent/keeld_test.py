@@ -60,7 +60,7 @@ class Agent:
     """keeld in its own network namespace and temporary directories, driven by keelctl."""
 
     def __init__(self):
-        self.root = tempfile.mkdtemp(prefix="keeld-test-")
+        self.root = tempfile.mkdtemp(prefix="keeld-e2e-")
         self.state = os.path.join(self.root, "state")
         self.run = os.path.join(self.root, "run")
         self.images = os.path.join(self.root, "images")
@@ -133,7 +133,8 @@ class Agent:
         return json.loads(r.stdout) if r.stdout.strip() else None
 
     def vms(self):
-        return {vm["name"]: vm for vm in self.ctl("vm", "list")}
+        """name -> (id, spec): what a refused request must leave unchanged."""
+        return {vm["name"]: (vm["id"], vm["spec"]) for vm in self.ctl("vm", "list")}
 
     def console(self, name):
         return self.ctl("vm", "console", name)["data"]
@@ -282,7 +283,7 @@ class KeeldTest(unittest.TestCase):
         a.create_vm("hello", "hello")
         vm = a.wait_state("hello", "stopped")
         self.assertEqual(vm["lastExitStatus"], 0)
-        self.assertIn("keeltest: PASS hello", a.console("hello"))
+        self.assertEqual(vm["pid"], 0)
         a.create_vm("exit7", "exit:7")
         self.assertEqual(a.wait_state("exit7", "stopped", "crashed")["lastExitStatus"], 7)
 
@@ -300,17 +301,22 @@ class KeeldTest(unittest.TestCase):
     def test_capacity_refusal_changes_nothing(self):
         a = self.agent
         cap = a.ctl("host")["capacity"]
-        before = a.vms()
         with self.assertRaises(CtlError) as e:
             a.create_vm("huge", "idle", "--no-start",
                         memory=cap["memoryMibTotal"] - cap["memoryMibAllocated"] + 1)
         self.assertEqual(e.exception.code, "capacityExhausted")
         self.assertEqual(e.exception.status, 1)
+        # Defined VMs hold their vCPUs: fill what is left, then one more is refused.
+        free = cap["vcpusTotal"] - cap["vcpusAllocated"]
+        for i in range(free):
+            a.create_vm("fill-%d" % i, "idle", "--no-start")
+        before = a.vms()
+        self.assertEqual(len(before), free)
         with self.assertRaises(CtlError) as e:
-            a.create_vm("wide", "idle", "--no-start", "--vcpus",
-                        str(cap["vcpusTotal"] - cap["vcpusAllocated"] + 1))
+            a.create_vm("one-more", "idle", "--no-start")
         self.assertEqual(e.exception.code, "capacityExhausted")
         self.assertEqual(a.vms(), before)
+        self.assertEqual(a.ctl("host")["capacity"]["vcpusAllocated"], cap["vcpusTotal"])
 
     def test_bad_specs_are_typed_errors_and_change_nothing(self):
         a = self.agent
@@ -350,7 +356,7 @@ class KeeldTest(unittest.TestCase):
         for pid in pids.values():
             self.assertTrue(pid_alive(pid))
         a.start()
-        vms = a.vms()
+        vms = {vm["name"]: vm for vm in a.ctl("vm", "list")}
         self.assertEqual(sorted(vms), sorted(pids))
         for name, pid in pids.items():
             self.assertEqual(vms[name]["state"], "running")
