@@ -1,6 +1,8 @@
 #include "agent/vmm_process.h"
 
+#include <capnp/rpc-twoparty.h>
 #include <fcntl.h>
+#include <kj/async-unix.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -10,9 +12,6 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <capnp/rpc-twoparty.h>
-#include <kj/async-unix.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -44,8 +43,7 @@ kj::Exception Error(kj::Exception::Type type, kj::StringPtr message) {
 }
 
 [[noreturn]] void ThrowErrno(kj::StringPtr what, int err) {
-  kj::throwFatalException(
-      Error(kj::Exception::Type::FAILED, kj::str(what, ": ", strerror(err))));
+  kj::throwFatalException(Error(kj::Exception::Type::FAILED, kj::str(what, ": ", strerror(err))));
 }
 
 std::string SignalName(int signo) {
@@ -121,8 +119,7 @@ class VmmProcessImpl final : public VmmProcess {
   kj::Promise<VmmExit> OnExit() override { return exit_.addBranch(); }
 
   void Kill() override {
-    if (syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0) != 0 &&
-        errno != ESRCH) {
+    if (syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0) != 0 && errno != ESRCH) {
       ThrowErrno(kj::str("kill keel-vmm ", pid_), errno);
     }
   }
@@ -175,16 +172,12 @@ class VmmProcessImpl final : public VmmProcess {
 };
 
 // Starts keel-vmm in control mode on one end of a socketpair; returns the process with the
-// control channel connected (nothing sent yet).
+// control channel connected (nothing sent yet). The run directory exists.
 kj::Own<VmmProcessImpl> StartVmm(kj::AsyncIoContext& io, const VmmLaunch& launch) {
-  if (launch.run_dir.empty()) {
-    kj::throwFatalException(Error(kj::Exception::Type::FAILED, "VmmLaunch.run_dir is empty"));
-  }
-  MakeDirs(launch.run_dir);
   const std::string exit_file = launch.run_dir + "/exit";
   unlink(exit_file.c_str());  // left by an earlier run of the same VM
-  ScopedFd log = AboveChildFds(OpenOrThrow(launch.run_dir + "/vmm.log",
-                                           O_WRONLY | O_CREAT | O_APPEND, 0640));
+  ScopedFd log =
+      AboveChildFds(OpenOrThrow(launch.run_dir + "/vmm.log", O_WRONLY | O_CREAT | O_APPEND, 0640));
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     ThrowErrno("socketpair", errno);
@@ -194,9 +187,9 @@ kj::Own<VmmProcessImpl> StartVmm(kj::AsyncIoContext& io, const VmmLaunch& launch
 
   const std::string fd_arg = std::to_string(kChildControlFd);
   const std::string socket_path = launch.run_dir + "/control.sock";
-  std::vector<std::string> args = {launch.vmm_path, "--control-fd", fd_arg,
-                                   "--control-socket", socket_path, "--vm-id",
-                                   launch.vm_id, "--exit-file", exit_file};
+  std::vector<std::string> args = {launch.vmm_path,    "--control-fd", fd_arg,
+                                   "--control-socket", socket_path,    "--vm-id",
+                                   launch.vm_id,       "--exit-file",  exit_file};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -218,11 +211,10 @@ kj::Own<VmmProcessImpl> StartVmm(kj::AsyncIoContext& io, const VmmLaunch& launch
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = 0;
-  const int err = posix_spawn(&pid, launch.vmm_path.c_str(), &actions, &attr, argv.data(),
-                              environ);
+  const int err = posix_spawn(&pid, launch.vmm_path.c_str(), &actions, &attr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (err != 0) ThrowErrno(kj::str("start ", launch.vmm_path.c_str()), err);
@@ -236,12 +228,11 @@ kj::Own<VmmProcessImpl> StartVmm(kj::AsyncIoContext& io, const VmmLaunch& launch
   }
   theirs.Reset();
   auto stream = io.lowLevelProvider->wrapUnixSocketFd(kj::AutoCloseFd(ours.Release()));
-  return kj::heap<VmmProcessImpl>(io, pid, VmmProcess::ProcessStartTime(pid),
-                                  std::move(pidfd), /*parent=*/true, launch.run_dir,
-                                  kj::mv(stream));
+  return kj::heap<VmmProcessImpl>(io, pid, VmmProcess::ProcessStartTime(pid), std::move(pidfd),
+                                  /*parent=*/true, launch.run_dir, kj::mv(stream));
 }
 
-void FillLaunchConfig(VmmLaunch& launch, vrpc::LaunchConfig::Builder config) {
+void FillLaunchConfig(VmmLaunch& launch, ScopedFd console_log, vrpc::LaunchConfig::Builder config) {
   config.setVmId(launch.vm_id);
   config.setKernel(PassFd(std::move(launch.kernel)));
   if (launch.initrd.valid()) config.setInitrd(PassFd(std::move(launch.initrd)));
@@ -249,8 +240,7 @@ void FillLaunchConfig(VmmLaunch& launch, vrpc::LaunchConfig::Builder config) {
   config.setMemoryMib(launch.memory_mib);
   config.setVcpus(launch.vcpus);
   config.setStartPaused(launch.start_paused);
-  config.setConsoleLog(PassFd(OpenOrThrow(launch.run_dir + "/console.log",
-                                          O_WRONLY | O_CREAT | O_APPEND, 0640)));
+  config.setConsoleLog(PassFd(std::move(console_log)));
   auto disks = config.initDisks(static_cast<uint>(launch.disks.size()));
   for (uint i = 0; i < disks.size(); ++i) {
     VmmDisk& d = launch.disks[i];
@@ -288,10 +278,17 @@ kj::Exception LaunchError(const kj::Exception& rpc_error, const VmmExit& exit,
 
 kj::Promise<kj::Own<VmmProcess>> VmmProcess::Spawn(kj::AsyncIoContext& io, VmmLaunch launch) {
   return kj::evalNow([&]() -> kj::Promise<kj::Own<VmmProcess>> {
+    if (launch.run_dir.empty()) {
+      return Error(kj::Exception::Type::FAILED, "VmmLaunch.run_dir is empty");
+    }
+    // Everything that can fail on keeld's side happens before the process exists.
+    MakeDirs(launch.run_dir);
+    ScopedFd console_log =
+        OpenOrThrow(launch.run_dir + "/console.log", O_WRONLY | O_CREAT | O_APPEND, 0640);
     kj::Own<VmmProcessImpl> process = StartVmm(io, launch);
     VmmProcessImpl* p = process.get();
     auto request = p->control().launchRequest();
-    FillLaunchConfig(launch, request.initConfig());
+    FillLaunchConfig(launch, std::move(console_log), request.initConfig());
     const std::string run_dir = launch.run_dir;
     return request.send()
         .ignoreResult()
@@ -302,8 +299,9 @@ kj::Promise<kj::Own<VmmProcess>> VmmProcess::Spawn(kj::AsyncIoContext& io, VmmLa
                   p->Kill();
                   return p->OnExit();
                 });
-                return p->OnExit().exclusiveJoin(kj::mv(killed)).then(
-                    [e = kj::mv(e), run_dir](VmmExit exit) -> kj::Promise<void> {
+                return p->OnExit()
+                    .exclusiveJoin(kj::mv(killed))
+                    .then([e = kj::mv(e), run_dir](VmmExit exit) -> kj::Promise<void> {
                       return LaunchError(e, exit, run_dir);
                     });
               })

@@ -28,6 +28,7 @@
 #include "vmm/kvm/x86_setup.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/vcpu_thread.h"
+#include "vmm/virtio/block.h"
 #include "vmm/virtio/device.h"
 #include "vmm/virtio/mmio.h"
 #include "vmm/boot/platform.h"
@@ -80,6 +81,11 @@ class Machine : public ExitSink {
   // The VM ends when the guest powers off; the caller decides how long to wait. Thread-safe.
   void PressPowerButton();
 
+  // Every disk's virtio queue size (QueueNumMax) and the backend's requests in flight, and
+  // the data buffers per request (seg_max).
+  static constexpr uint16_t kDiskQueueSize = 1024;
+  static constexpr uint32_t kDiskMaxSegments = 254;
+
   // The newest guest console output kept in memory, for controllers.
   static constexpr size_t kConsoleLogBytes = 256 * 1024;
 
@@ -115,6 +121,10 @@ class Machine : public ExitSink {
   // the transport on the MMIO bus, an ioeventfd per queue.
   absl::Status AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> device, std::string name);
   absl::Status SetUpVirtioDevices();
+  // Opens and locks the image of --disk number `index` and adds its virtio-blk device.
+  absl::Status AddDisk(const DiskConfig& disk, size_t index);
+  // One virtio-net device for `nic` (the index names it in logs).
+  absl::Status AddNic(const NetConfig& nic, size_t index);
   absl::StatusOr<BootCpuState> LoadKernelAndTables();
   absl::Status SetUpVcpus(Kvm& kvm, const BootCpuState& boot_cpu);
   absl::Status WatchSignalsAndTimeout();

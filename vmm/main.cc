@@ -50,9 +50,8 @@ int Fail(const absl::Status& s) {
 absl::Status CheckHostMemory(const keel::vmm::MachineConfig& config) {
   const uint64_t host_mib = keel::vmm::HostMemoryMib();
   if (host_mib != 0 && config.memory_mib > host_mib) {
-    return absl::ResourceExhaustedError(
-        absl::StrFormat("--memory-mib %u is larger than this host's %u MiB of RAM",
-                        config.memory_mib, host_mib));
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "--memory-mib %u is larger than this host's %u MiB of RAM", config.memory_mib, host_mib));
   }
   return absl::OkStatus();
 }
@@ -82,9 +81,9 @@ absl::StatusOr<keel::ScopedFd> ListenOn(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--control-socket %s is longer than the %u bytes a socket path may have", path,
-        sizeof(addr.sun_path) - 1));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--control-socket %s is longer than the %u bytes a socket path may have",
+                        path, sizeof(addr.sun_path) - 1));
   }
   memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   keel::ScopedFd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -105,11 +104,13 @@ int RunControlled(keel::vmm::CliOptions& opts) {
   using keel::vmm::ControlServer;
   // The control thread inherits this mask.
   keel::vmm::BlockVmSignals();
+  // A keeld that goes away mid-reply must cost an EPIPE on that connection, not the VM.
+  signal(SIGPIPE, SIG_IGN);
 
   struct stat st;
   if (fstat(opts.control_fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
-    return Fail(absl::InvalidArgumentError(absl::StrFormat(
-        "--control-fd %d is not an inherited socket", opts.control_fd)));
+    return Fail(absl::InvalidArgumentError(
+        absl::StrFormat("--control-fd %d is not an inherited socket", opts.control_fd)));
   }
   ControlServer::Options options;
   options.connection.Reset(opts.control_fd);

@@ -5,8 +5,9 @@ For each VMM, alternating runs (so both see the same machine load), it measures:
   - wall time from process start to the guest's first UART byte, and to process exit
     (`keeltest=hello`), median and p90 of N runs;
   - the VMM's own memory overhead: peak RSS (VmHWM) minus the guest RAM pages resident,
-    with the guest idle (`keeltest=idle`), median of a few runs. Also the private
-    (unshared) bytes outside guest RAM, which is what each additional VM really costs.
+    with the guest idle (`keeltest=idle`), median of a few runs. Also the anonymous memory
+    outside guest RAM (heap, stacks, data): what each additional VM really costs, because the
+    executable's pages in the peak RSS are the page cache's, shared by every VMM of the host.
 
 Usage: boot_bench.py --vmm build/vmm/keel-vmm --guest build/guest/keel-guest.elf [--runs 20]
 """
@@ -80,7 +81,7 @@ def guest_ram_kib(pid, mem_mib):
                 rss = private = 0
             elif parts[0] == "Rss:":
                 rss = int(parts[1])
-            elif parts[0] in ("Private_Clean:", "Private_Dirty:"):
+            elif parts[0] == "Anonymous:":
                 private += int(parts[1])
     flush()
     return ram_rss, other_private
@@ -143,7 +144,7 @@ def main():
           (os.path.basename(args.guest), args.memory_mib, args.runs,
            " ".join(open("/proc/loadavg").read().split()[:3])))
     print("| VMM | first UART byte, median (p90) | exit, median (p90) | "
-          "overhead: peak RSS - guest RAM | private non-RAM |")
+          "overhead: peak RSS - guest RAM | anonymous non-RAM |")
     print("|---|---|---|---|---|")
     for name, _, _ in peers:
         first, done = times[name]

@@ -1,4 +1,5 @@
 // keeltest=blk-rw[,disk=N][,irq=1][,indirect=1][,verify=1][,full=1][,event_idx=0][,qd=N]
+//                [,halt_after_flush=1]
 //
 // Writes a pattern over a virtio-blk disk, flushes, reads it back and checks it, then the
 // other request types. The pattern (tests/guest/blk_pattern.py checks images with it):
@@ -11,6 +12,7 @@
 //   keeltest: blk id <serial>                        (GET_ID; "(none)" if empty,
 //                                                    "unsupported" if UNSUPP)
 //   pattern written (OUT), FLUSH ("keeltest: blk flush ok"), read back (IN) and checked
+//   (halt_after_flush=1: "keeltest: blk halting after flush" after the FLUSH, then halts)
 //   keeltest: blk discard <sector>+<count> ok        DISCARD [2048, 4096) when offered;
 //                                                    each sector then reads as the pattern
 //                                                    or as zeros
@@ -42,6 +44,7 @@
 struct rw {
   struct blk b;
   bool full;
+  bool halt_after_flush;  // halt_after_flush=1: stop for good right after the FLUSH line
   uint64_t timeout_ms;
   uint32_t seg_bytes, nseg, chunk_sectors;
   int qd;
@@ -320,9 +323,12 @@ static const char* setup(struct rw* r, struct scenario_ctx* ctx, bool* verify_on
   };
   *verify_only = scenario_arg_u64(a, "verify", 0, &ok) != 0;
   r->full = scenario_arg_u64(a, "full", 0, &ok) != 0;
+  r->halt_after_flush = scenario_arg_u64(a, "halt_after_flush", 0, &ok) != 0;
   r->timeout_ms = scenario_arg_u64(a, "timeout_ms", 30000, &ok);
   uint64_t qd = scenario_arg_u64(a, "qd", 16, &ok);
-  if (!ok) return "disk, indirect, event_idx, irq, verify, full, qd and timeout_ms take numbers";
+  if (!ok)
+    return "disk, indirect, event_idx, irq, verify, full, halt_after_flush, qd and timeout_ms "
+           "take numbers";
   if (qd == 0 || qd > MAX_QD) return fmt_error(r->err, sizeof(r->err), "qd must be 1-%d", MAX_QD);
   const char* e = blk_open(&r->b, ctx->boot, disk, &o, r->err, sizeof(r->err));
   if (e) return e;
@@ -368,6 +374,11 @@ static int run_blk_rw(struct scenario_ctx* ctx) {
       int st = sync_req(&r, VIRTIO_BLK_T_FLUSH, 0, NULL, 0);
       if (st != VIRTIO_BLK_S_OK) e = fmt_error(r.err, sizeof(r.err), "FLUSH: status %d", st);
       if (!e) KT_LINE("blk flush ok");
+      // Durability tests kill the VMM on the FLUSH line: nothing may change the disk after it.
+      if (!e && r.halt_after_flush) {
+        KT_LINE("blk halting after flush");
+        sys_halt();
+      }
     }
     if (!e) e = pass(&r, false, true);
     if (!e) e = discard_and_zeroes(&r);

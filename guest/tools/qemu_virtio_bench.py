@@ -50,15 +50,20 @@ def prepare_image(path):
         os.fsync(f.fileno())
 
 
+def blk_command(elf, img, append, extra=()):
+    """QEMU serving `img` to the guest as virtio-blk-device with aio=io_uring, O_DIRECT."""
+    return qemu_env.qemu_command(
+        elf, append, mem_mib=128,
+        extra=qemu_env.MODERN_VIRTIO + [
+            "-drive", "file=%s,if=none,id=d0,format=raw,aio=io_uring,cache.direct=on" % img,
+            "-device", "virtio-blk-device,drive=d0", *extra])
+
+
 def run_blk(elf, secs, workdir):
     img = os.path.join(workdir, "bench-1g.img")
     prepare_image(img)
     for rw in ("randread", "randwrite"):
-        cmd = qemu_env.qemu_command(
-            elf, "keeltest=blk-bench,qd=32,bs=4096,secs=%d,rw=%s" % (secs, rw), mem_mib=128,
-            extra=qemu_env.MODERN_VIRTIO + [
-                "-drive", "file=%s,if=none,id=d0,format=raw,aio=io_uring,cache.direct=on" % img,
-                "-device", "virtio-blk-device,drive=d0"])
+        cmd = blk_command(elf, img, "keeltest=blk-bench,qd=32,bs=4096,secs=%d,rw=%s" % (secs, rw))
         show(cmd)
         r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=secs + 60)

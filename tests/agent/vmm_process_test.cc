@@ -5,14 +5,13 @@
 // Skipped when /dev/kvm is not usable.
 #include "agent/vmm_process.h"
 
+#include <capnp/rpc-twoparty.h>
 #include <fcntl.h>
+#include <kj/async-io.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <capnp/rpc-twoparty.h>
-#include <kj/async-io.h>
 
 #include <filesystem>
 #include <map>
@@ -140,9 +139,13 @@ class VmmProcessTest : public ::testing::Test {
     }
   }
 
-  VmmExit ExitOf(VmmProcess& process) {
-    return Wait(process.OnExit());
+  void Shutdown(vrpc::VmmControl::Client control, bool hard) {
+    auto request = control.shutdownRequest();
+    request.setHard(hard);
+    request.send().wait(io_.waitScope);
   }
+
+  VmmExit ExitOf(VmmProcess& process) { return Wait(process.OnExit()); }
 
   kj::AsyncIoContext io_ = kj::setupAsyncIo();
   std::string vmm_;
@@ -189,9 +192,7 @@ TEST_F(VmmProcessTest, InfoPauseResumeStatsConsoleThenGracefulShutdown) {
   EXPECT_EQ(tail_data.getStartOffset(), console.size() - 5);
   EXPECT_EQ(tail_data.getNextOffset(), tail_data.getStartOffset() + tail_data.getData().size());
 
-  auto shutdown = control.shutdownRequest();
-  shutdown.setHard(false);
-  shutdown.send().wait(io_.waitScope);
+  Shutdown(control, /*hard=*/false);
   VmmExit exit = ExitOf(vmm);
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
   EXPECT_EQ(exit.signal, 0);
@@ -227,9 +228,7 @@ TEST_F(VmmProcessTest, FollowConsoleFromAPausedStart) {
   EXPECT_THAT(followed, HasSubstr("keel-guest: booted pvh"));
   EXPECT_THAT(followed, HasSubstr("keeltest: idle\n"));
 
-  auto shutdown = control.shutdownRequest();
-  shutdown.setHard(true);
-  shutdown.send().wait(io_.waitScope);
+  Shutdown(control, /*hard=*/true);
   VmmExit exit = ExitOf(vmm);
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
   EXPECT_EQ(ReadFile(run_dir_ + "/exit"), "0\n");
@@ -239,15 +238,22 @@ TEST_F(VmmProcessTest, HardShutdownRepliesThenExitsZero) {
   VmmProcess& vmm = Spawn(IdleLaunch());
   auto control = vmm.control();
   WaitForConsole(control, "keeltest: idle\n");
-  auto shutdown = control.shutdownRequest();
-  shutdown.setHard(true);
-  shutdown.send().wait(io_.waitScope);
+  // A second launch is refused and changes nothing.
+  try {
+    control.launchRequest().send().wait(io_.waitScope);
+    ADD_FAILURE() << "a second launch was accepted";
+  } catch (const kj::Exception& e) {
+    EXPECT_EQ(e.getType(), kj::Exception::Type::FAILED);
+    EXPECT_THAT(std::string(e.getDescription().cStr()), HasSubstr("already launched"));
+  }
+  EXPECT_EQ(control.infoRequest().send().wait(io_.waitScope).getInfo().getState(),
+            vrpc::RunState::RUNNING);
+  Shutdown(control, /*hard=*/true);
   VmmExit exit = ExitOf(vmm);
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
   EXPECT_EQ(ReadFile(run_dir_ + "/exit"), "0\n");
   // The guest never saw a power button.
-  EXPECT_THAT(ReadFile(run_dir_ + "/console.log"),
-              ::testing::Not(HasSubstr("idle power button")));
+  EXPECT_THAT(ReadFile(run_dir_ + "/console.log"), ::testing::Not(HasSubstr("idle power button")));
 }
 
 TEST_F(VmmProcessTest, SigkillIsReportedAsTheSignal) {
@@ -291,9 +297,7 @@ TEST_F(VmmProcessTest, ASecondClientAttachesThroughTheControlSocket) {
             vrpc::RunState::RUNNING);
   EXPECT_THAT(WaitForConsole(control, "keeltest: idle\n"), HasSubstr("keel-guest: booted pvh"));
 
-  auto shutdown = control.shutdownRequest();
-  shutdown.setHard(false);
-  shutdown.send().wait(io_.waitScope);
+  Shutdown(control, /*hard=*/false);
   // Not the parent: the status comes from the exit file.
   VmmExit exit = Wait(second->OnExit());
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
@@ -303,6 +307,27 @@ TEST_F(VmmProcessTest, ASecondClientAttachesThroughTheControlSocket) {
   orphans_.clear();
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST_F(VmmProcessTest, AttachToAnExitedVmmFailsAndTheExitFileTells) {
+  VmmProcess& vmm = Spawn(IdleLaunch());
+  const pid_t pid = vmm.pid();
+  const uint64_t start_time = vmm.start_time();
+  Shutdown(vmm.control(), /*hard=*/true);
+  ASSERT_EQ(ExitOf(vmm).exit_status, 0);
+
+  EXPECT_EQ(VmmProcess::ProcessStartTime(pid), 0u);
+  auto attach = VmmProcess::Attach(io_, run_dir_, pid, start_time);
+  try {
+    attach.wait(io_.waitScope);
+    ADD_FAILURE() << "attached to a VMM that has exited";
+  } catch (const kj::Exception& e) {
+    EXPECT_EQ(e.getType(), kj::Exception::Type::DISCONNECTED);
+  }
+  std::optional<VmmExit> exit = VmmProcess::ExitFromRunDir(run_dir_);
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->exit_status, 0);
+  EXPECT_EQ(exit->description, "exited with status 0");
 }
 
 TEST_F(VmmProcessTest, ANonKernelIsRefusedWithExitStatus2) {

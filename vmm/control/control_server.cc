@@ -1,14 +1,13 @@
 #include "vmm/control/control_server.h"
 
+#include <capnp/rpc-twoparty.h>
 #include <fcntl.h>
+#include <kj/async-io.h>
+#include <kj/async-unix.h>
 #include <poll.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <capnp/rpc-twoparty.h>
-#include <kj/async-io.h>
-#include <kj/async-unix.h>
 
 #include <cerrno>
 #include <chrono>
@@ -60,8 +59,8 @@ uint64_t ResidentBytes() {
 ScopedFd DupFd(int fd, kj::StringPtr what) {
   ScopedFd own(fcntl(fd, F_DUPFD_CLOEXEC, 3));
   if (!own) {
-    throw Failed(absl::StrFormat("cannot keep the %s descriptor: %s", what.cStr(),
-                                 strerrordesc_np(errno)));
+    throw Failed(
+        absl::StrFormat("cannot keep the %s descriptor: %s", what.cStr(), strerrordesc_np(errno)));
   }
   return own;
 }
@@ -165,7 +164,9 @@ class ControlLoop final : private kj::TaskSet::ErrorHandler {
 class ConsoleFollower final : public vrpc::Handle::Server {
  public:
   ConsoleFollower(ControlLoop& loop, uint64_t offset, vrpc::ConsoleSink::Client sink)
-      : loop_(loop), offset_(offset), sink_(kj::mv(sink)),
+      : loop_(loop),
+        offset_(offset),
+        sink_(kj::mv(sink)),
         pump_(Pump().eagerlyEvaluate([](kj::Exception&& e) {
           KEEL_LOG(DEBUG) << "console follower ended: " << e.getDescription().cStr();
         })) {}
@@ -181,8 +182,8 @@ class ConsoleFollower final : public vrpc::Handle::Server {
       if (!chunk.data.empty()) {
         auto request = sink_.writeRequest();
         request.setOffset(chunk.offset);
-        request.setData(kj::arrayPtr(reinterpret_cast<const kj::byte*>(chunk.data.data()),
-                                     chunk.data.size()));
+        request.setData(
+            kj::arrayPtr(reinterpret_cast<const kj::byte*>(chunk.data.data()), chunk.data.size()));
         offset_ = chunk.offset + chunk.data.size();
         return request.send().then([this] { return Pump(); });
       }
@@ -302,8 +303,8 @@ absl::Status FillMachineConfig(vrpc::LaunchConfig::Reader config, LaunchRequest&
     if (n.hasMac()) {
       capnp::Data::Reader mac = n.getMac();
       if (mac.size() != 6) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "NIC %s: mac has %u bytes, expected 6", n.getName().cStr(), mac.size()));
+        return absl::InvalidArgumentError(absl::StrFormat("NIC %s: mac has %u bytes, expected 6",
+                                                          n.getName().cStr(), mac.size()));
       }
       net::MacAddress addr;
       std::copy(mac.begin(), mac.end(), addr.bytes.begin());
@@ -334,16 +335,14 @@ kj::Promise<void> VmmControlImpl::launch(LaunchContext context) {
   kj::Vector<kj::Promise<void>> fds;
   LaunchRequest* r = request.get();
   auto take = [&fds, r](vrpc::Fd::Client cap, int* slot, kj::String what) {
-    fds.add(cap.getFd().then(
-        [cap, slot, r, what = kj::mv(what)](kj::Maybe<int> fd) mutable {
-          KJ_IF_MAYBE(f, fd) {
-            r->fds.push_back(DupFd(*f, what));
-            *slot = r->fds.back().get();
-            return;
-          }
-          throw Failed(absl::StrFormat("the %s capability carried no file descriptor",
-                                       what.cStr()));
-        }));
+    fds.add(cap.getFd().then([cap, slot, r, what = kj::mv(what)](kj::Maybe<int> fd) mutable {
+      KJ_IF_MAYBE (f, fd) {
+        r->fds.push_back(DupFd(*f, what));
+        *slot = r->fds.back().get();
+        return;
+      }
+      throw Failed(absl::StrFormat("the %s capability carried no file descriptor", what.cStr()));
+    }));
   };
   if (request->status.ok()) {
     if (!config.hasKernel()) {
@@ -368,9 +367,7 @@ kj::Promise<void> VmmControlImpl::launch(LaunchContext context) {
 
   return kj::joinPromises(fds.releaseAsArray())
       .then([]() { return absl::OkStatus(); },
-            [](kj::Exception&& e) {
-              return absl::InvalidArgumentError(e.getDescription().cStr());
-            })
+            [](kj::Exception&& e) { return absl::InvalidArgumentError(e.getDescription().cStr()); })
       .then([this, request = kj::mv(request)](absl::Status fd_status) mutable {
         if (request->status.ok()) request->status = fd_status;
         return loop_.owner.SubmitLaunch(kj::mv(*request));
@@ -390,10 +387,9 @@ kj::Promise<void> VmmControlImpl::stats(StatsContext context) {
   // Boxed in a kj::Own: a std::vector inside kj's promise storage trips gcc 12's
   // -Wmaybe-uninitialized.
   auto paf = kj::newPromiseAndCrossThreadFulfiller<kj::Own<Machine::Stats>>();
-  loop_.machine->CollectStats(
-      [fulfiller = kj::mv(paf.fulfiller)](Machine::Stats stats) mutable {
-        fulfiller->fulfill(kj::heap<Machine::Stats>(std::move(stats)));
-      });
+  loop_.machine->CollectStats([fulfiller = kj::mv(paf.fulfiller)](Machine::Stats stats) mutable {
+    fulfiller->fulfill(kj::heap<Machine::Stats>(std::move(stats)));
+  });
   return paf.promise.then([this, context](kj::Own<Machine::Stats> boxed) mutable {
     const Machine::Stats& collected = *boxed;
     vrpc::VmmStats::Builder s = context.getResults().initStats();
@@ -452,9 +448,8 @@ ControlLoop::ControlLoop(ControlServer::Impl& owner, kj::AsyncIoContext& io)
 
 void ControlLoop::Serve() {
   ControlServer::Options& o = owner.options_;
-  AddConnection(io.lowLevelProvider->wrapUnixSocketFd(
-      kj::AutoCloseFd(o.connection.Release()),
-      kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
+  AddConnection(io.lowLevelProvider->wrapUnixSocketFd(kj::AutoCloseFd(o.connection.Release()),
+                                                      kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP));
   if (o.listener.valid()) {
     listener_ = io.lowLevelProvider->wrapListenSocketFd(
         kj::AutoCloseFd(o.listener.Release()), kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP);
@@ -504,9 +499,8 @@ kj::Promise<void> ControlLoop::WatchConsole() {
 kj::Promise<void> ControlLoop::Drain() {
   // evalLast runs once the replies that were already decided have been handed to the
   // network (their continuations are queued before it).
-  return kj::evalLast([this] {
-    return kj::evalLast([this] { return WaitForQueues(kDrainMillis); });
-  });
+  return kj::evalLast(
+      [this] { return kj::evalLast([this] { return WaitForQueues(kDrainMillis); }); });
 }
 
 kj::Promise<void> ControlLoop::WaitForQueues(int millis_left) {
@@ -566,11 +560,11 @@ void ControlServer::Impl::ThreadMain() {
     stop.promise.wait(io.waitScope);
     loop.Drain().wait(io.waitScope);
   });
-  KJ_IF_MAYBE(e, error) {
+  KJ_IF_MAYBE (e, error) {
     absl::MutexLock lock(&mu_);
     if (!started_) {
-      start_status_ = absl::InternalError(
-          absl::StrCat("control channel: ", e->getDescription().cStr()));
+      start_status_ =
+          absl::InternalError(absl::StrCat("control channel: ", e->getDescription().cStr()));
       started_ = true;
     } else {
       KEEL_LOG(ERROR) << "control channel failed: " << e->getDescription().cStr();

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""virtio-net throughput in one run: the host's raw tap rate (the limit), the test guest in
+keel-vmm, and the test guest in QEMU microvm (virtio-net-device on the same kind of tap),
+for 64- and 1514-byte frames, guest transmit (tx) and receive (rx).
+
+    sudo python3 bench/net/net_compare.py --vmm build/vmm/keel-vmm \\
+        --guest build/guest/keel-guest.elf --tap-bench build/bench/net/tap_bench [--secs 5]
+
+Topology (made here, always removed): a network namespace with bridge br0 and tap0 on it.
+tx: the guest (net-bench dir=tx) sends UDP frames to a MAC no bridge knows; raw: tap_bench
+writes the same frames with writev. rx: tap_bench blasts frames out of tap0 (AF_PACKET
+sendmmsg) and the guest (net-bench dir=rx) counts them; raw: tap_bench reads them with
+readv. Rates count frames the guest (or raw reader/writer) handled, frame bytes only.
+The test guest does not negotiate TSO, so there are no TSO-sized rows.
+Needs root, /dev/kvm, qemu-system-x86_64. The machine is shared: run it when quiet and
+read the load averages printed around it.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "guest"))
+import qemu_env  # noqa: E402
+from net_host import NetNs  # noqa: E402
+
+GUEST_MAC = "52:54:00:4b:54:01"
+RESULT = re.compile(r"(?:keeltest: net-bench dir=\w+|\w+) size=(\d+) pps=(\d+) gbps=([\d.]+)")
+
+
+def show(cmd):
+    print("$ " + " ".join(a if " " not in a else "'%s'" % a for a in cmd), flush=True)
+
+
+def parse(text):
+    for line in text.splitlines():
+        m = RESULT.search(line)
+        if m and "ready" not in line:
+            return int(m.group(2)), float(m.group(3))
+    return None
+
+
+class Runner:
+    def __init__(self, args, ns):
+        self.args = args
+        self.ns = ns
+
+    def keel_cmd(self, append):
+        return self.ns.prefix() + [self.args.vmm, "--kernel", self.args.guest, "--memory-mib",
+                                   "128", "--cmdline", append, "--net",
+                                   "tap=tap0,mac=" + GUEST_MAC, "--boot-timeout-s",
+                                   str(self.args.secs + 90)]
+
+    def qemu_cmd(self, append):
+        return self.ns.prefix() + qemu_env.qemu_command(
+            self.args.guest, append, mem_mib=128, extra=qemu_env.MODERN_VIRTIO + [
+                "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
+                "-device", "virtio-net-device,netdev=n0,mac=" + GUEST_MAC])
+
+    def tap_bench(self, *args):
+        return self.ns.prefix() + [self.args.tap_bench, *map(str, args)]
+
+    def run(self, cmd):
+        show(cmd)
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=self.args.secs + 120)
+        got = parse(r.stdout)
+        if got is None:
+            print("  no result:\n" + r.stdout[-2000:] + r.stderr[-2000:], flush=True)
+        return got
+
+    def run_rx(self, cmd, size, ready_marker):
+        """Starts the receiver `cmd`, blasts frames at it once it is ready, returns its
+        result."""
+        show(cmd)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        out = []
+        ready = threading.Event()
+
+        def read():
+            for line in proc.stdout:
+                out.append(line)
+                if ready_marker in line:
+                    ready.set()
+            ready.set()
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        ready.wait(60)
+        blast = self.tap_bench("blast", "tap0", GUEST_MAC, size, self.args.secs + 2)
+        show(blast)
+        dropped = self.ns.stat("tap0", "tx_dropped")
+        b = subprocess.run(blast, capture_output=True, text=True, timeout=self.args.secs + 60)
+        try:
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        reader.join(5)
+        got = parse("".join(out))
+        print("  %s; tap0 tx_dropped +%d" % (b.stdout.strip(),
+                                             self.ns.stat("tap0", "tx_dropped") - dropped))
+        if got is None:
+            print("  no result:\n" + "".join(out)[-2000:], flush=True)
+        return got
+
+
+def fmt(value, size):
+    if value is None:
+        return "—"
+    pps, gbps = value
+    if size <= 128:
+        return "%.2f Mpps" % (pps / 1e6)
+    return "%.2f Gbit/s (%.0f kpps)" % (gbps, pps / 1e3)
+
+
+def ratio(a, b, size, pct):
+    if a is None or b is None or b[0] == 0:
+        return "—"
+    r = a[0] / b[0]
+    return "%.0f%%" % (100 * r) if pct else "%.2f×" % r
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vmm", required=True)
+    ap.add_argument("--guest", required=True)
+    ap.add_argument("--tap-bench", required=True)
+    ap.add_argument("--secs", type=int, default=5)
+    ap.add_argument("--sizes", default="64,1514")
+    ap.add_argument("--no-qemu", action="store_true")
+    args = ap.parse_args()
+    args.vmm, args.guest, args.tap_bench = map(os.path.abspath,
+                                               (args.vmm, args.guest, args.tap_bench))
+    if os.geteuid() != 0:
+        sys.exit("net_compare.py needs root (network namespace, tap)")
+    have_qemu = not args.no_qemu and shutil.which(qemu_env.QEMU) is not None
+    print("load average before: %s" % open("/proc/loadavg").read().strip(), flush=True)
+    rows = []
+    with NetNs("keelnetbench-%d" % os.getpid(), "10.0.0.1/24") as ns:
+        r = Runner(args, ns)
+        for size in map(int, args.sizes.split(",")):
+            bench = "keeltest=net-bench,dir=tx,size=%d,secs=%d" % (size, args.secs)
+            raw = r.run(r.tap_bench("write", "tap0", size, args.secs))
+            keel = r.run(r.keel_cmd(bench))
+            qemu = r.run(r.qemu_cmd(bench)) if have_qemu else None
+            rows.append(("tx", size, raw, keel, qemu))
+        for size in map(int, args.sizes.split(",")):
+            bench = "keeltest=net-bench,dir=rx,size=%d,secs=%d" % (size, args.secs)
+            raw = r.run_rx(r.tap_bench("read", "tap0", args.secs), size, "read ready")
+            keel = r.run_rx(r.keel_cmd(bench), size, "net-bench rx ready")
+            qemu = r.run_rx(r.qemu_cmd(bench), size, "net-bench rx ready") if have_qemu else None
+            rows.append(("rx", size, raw, keel, qemu))
+    print("load average after: %s" % open("/proc/loadavg").read().strip())
+    print()
+    print("| direction | frame | raw tap | keel-vmm | QEMU microvm | Keel % of raw | Keel × QEMU |")
+    print("|---|---|---|---|---|---|---|")
+    for direction, size, raw, keel, qemu in rows:
+        print("| %s | %d B | %s | %s | %s | %s | %s |" % (
+            direction, size, fmt(raw, size), fmt(keel, size), fmt(qemu, size),
+            ratio(keel, raw, size, True), ratio(keel, qemu, size, False)))
+
+
+if __name__ == "__main__":
+    main()
