@@ -26,7 +26,14 @@ keeld_pid=""
 keelctl() { build/agent/keelctl "$@"; }
 run() {
   echo
-  echo "\$ keelctl $*"
+  line="\$ keelctl"
+  for a in "$@"; do
+    case "$a" in
+      *" "*) line="$line '$a'" ;;
+      *) line="$line $a" ;;
+    esac
+  done
+  echo "$line"
   keelctl "$@"
 }
 

@@ -169,7 +169,9 @@ def run_keel(args, n):
     log = open(os.path.join(root, "keeld.log"), "w")
 
     def raise_limits():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 65536 if hard == resource.RLIM_INFINITY else min(65536, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
     keeld = subprocess.Popen(
         [args.keeld, "--state_dir", dirs["state"], "--run_dir", dirs["run"], "--image_dir",
