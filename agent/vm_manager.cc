@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -488,6 +489,9 @@ kj::Promise<absl::Status> VmManager::DoStart(std::string id) {
   std::filesystem::create_directories(run_dir, ec);
   unlink((run_dir + "/exit").c_str());
   unlink((run_dir + "/control.sock").c_str());
+  struct stat log_stat {};
+  vm->console_log_start =
+      stat((run_dir + "/console.log").c_str(), &log_stat) == 0 ? log_stat.st_size : 0;
 
   return VmmProcess::Spawn(io_, *std::move(launch))
       .then(
@@ -517,6 +521,7 @@ void VmManager::Running(Vm& vm, kj::Own<VmmProcess> process, rpc::VmState state,
   vm.row.state = static_cast<int>(state);
   vm.row.pid = vm.vmm->pid();
   vm.row.start_time = vm.vmm->start_time();
+  if (attached) vm.console_log_start = -1;
   if (!attached) {
     vm.row.started_ns = NowNs();
     vm.row.last_error.clear();
@@ -546,6 +551,24 @@ void VmManager::Running(Vm& vm, kj::Own<VmmProcess> process, rpc::VmState state,
   }));
 }
 
+// The console stream from a VMM loses its last bytes when the process exits before keeld has
+// read them off the control socket (or before the follow was set up at all, for a guest that
+// exits at once). console.log, written by the VMM itself, has every byte: take what the
+// stream did not deliver from there.
+void VmManager::TopUpConsoleFromLog(Vm& vm) {
+  if (vm.console_log_start < 0) return;
+  const int fd = open((config_.vm_run_dir(vm.row.id) + "/console.log").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  uint64_t pos = static_cast<uint64_t>(vm.console_log_start) + (vm.console.end_offset() - vm.console_base);
+  uint8_t buf[16384];
+  ssize_t n;
+  while ((n = pread(fd, buf, sizeof(buf), static_cast<off_t>(pos))) > 0) {
+    vm.console.Append(vm.console.end_offset(), buf, static_cast<size_t>(n));
+    pos += static_cast<uint64_t>(n);
+  }
+  close(fd);
+}
+
 void VmManager::HandleExit(const std::string& id, VmmProcess* process, const VmmExit& exit) {
   Vm* vm = Find(id);
   if (vm == nullptr || vm->vmm.get() != process) return;
@@ -568,6 +591,7 @@ void VmManager::HandleExit(const std::string& id, VmmProcess* process, const Vmm
   (void)Persist(*vm);
   KEEL_LOG(INFO) << "VM " << r.name << " " << (type == rpc::EventType::CRASHED ? "crashed" : "stopped")
                  << ": " << exit.description;
+  TopUpConsoleFromLog(*vm);
   Publish(*vm, type, exit.description);
   vm->console_follow = nullptr;
   EndFollowers(*vm, exit.description);

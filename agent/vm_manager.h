@@ -109,6 +109,7 @@ class VmManager {
   absl::StatusOr<VmmLaunch> PrepareLaunch(Vm& vm);
   void Running(Vm& vm, kj::Own<VmmProcess> vmm, rpc::VmState state, bool attached);
   void HandleExit(const std::string& id, VmmProcess* vmm, const VmmExit& exit);
+  void TopUpConsoleFromLog(Vm& vm);
   kj::Promise<void> StopVmm(Vm& vm, bool hard, uint32_t timeout_ms);
   void DeleteTaps(const Vm& vm);
   void PumpConsole(const std::string& id, uint64_t follower);

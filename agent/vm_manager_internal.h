@@ -33,6 +33,9 @@ struct VmManager::Vm {
   kj::Maybe<kj::ForkedPromise<void>> exited;
   kj::Maybe<rpc::vmm::Handle::Client> console_follow;
   uint64_t console_base = 0;  // console offset of the current VMM's byte 0
+  // Size of the run directory's console.log when the current VMM was spawned (the file
+  // position of the VMM's console byte 0); -1 when unknown (a VMM reattached after a restart).
+  int64_t console_log_start = -1;
   bool stop_requested = false;
   std::map<uint64_t, std::unique_ptr<ConsoleFollower>> followers;
   kj::ForkedPromise<void> ops = kj::Promise<void>(kj::READY_NOW).fork();
