@@ -284,6 +284,8 @@ class KeeldTest(unittest.TestCase):
         vm = a.wait_state("hello", "stopped")
         self.assertEqual(vm["lastExitStatus"], 0)
         self.assertEqual(vm["pid"], 0)
+        # Everything the guest printed before it exited, even when it exits at once.
+        self.assertIn("keeltest: PASS hello", a.console("hello"))
         a.create_vm("exit7", "exit:7")
         self.assertEqual(a.wait_state("exit7", "stopped", "crashed")["lastExitStatus"], 7)
 
