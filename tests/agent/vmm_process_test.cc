@@ -160,7 +160,8 @@ TEST_F(VmmProcessTest, InfoPauseResumeStatsConsoleThenGracefulShutdown) {
   VmmProcess& vmm = Spawn(IdleLaunch());
   auto control = vmm.control();
 
-  auto info = control.infoRequest().send().wait(io_.waitScope).getInfo();
+  auto info_response = control.infoRequest().send().wait(io_.waitScope);
+  auto info = info_response.getInfo();  // valid while the response lives
   EXPECT_EQ(info.getVmId(), "test-vm");
   EXPECT_EQ(info.getPid(), vmm.pid());
   EXPECT_EQ(info.getState(), vrpc::RunState::RUNNING);
@@ -170,18 +171,22 @@ TEST_F(VmmProcessTest, InfoPauseResumeStatsConsoleThenGracefulShutdown) {
   std::string console = WaitForConsole(control, "keeltest: idle\n");
   EXPECT_THAT(console, HasSubstr("keel-guest: booted pvh"));
 
-  auto paused = control.pauseRequest().send().wait(io_.waitScope).getInfo();
+  auto paused_response = control.pauseRequest().send().wait(io_.waitScope);
+  auto paused = paused_response.getInfo();  // valid while the response lives
   EXPECT_EQ(paused.getState(), vrpc::RunState::PAUSED);
-  auto stats = control.statsRequest().send().wait(io_.waitScope).getStats();
+  auto stats_response = control.statsRequest().send().wait(io_.waitScope);
+  auto stats = stats_response.getStats();  // valid while the response lives
   EXPECT_EQ(stats.getState(), vrpc::RunState::PAUSED);
   EXPECT_GT(stats.getUptimeNs(), 0u);
   EXPECT_GT(stats.getCpuTimeNs(), 0u);
   EXPECT_GT(stats.getRssBytes(), 0u);
+  RecordProperty("vmm_rss_bytes", std::to_string(stats.getRssBytes()));
   EXPECT_GE(stats.getConsoleBytes(), console.size());
   EXPECT_GT(stats.getVcpuExits(), 0u);
   EXPECT_EQ(stats.getDisks().size(), 0u);
   EXPECT_EQ(stats.getNics().size(), 0u);
-  auto resumed = control.resumeRequest().send().wait(io_.waitScope).getInfo();
+  auto resumed_response = control.resumeRequest().send().wait(io_.waitScope);
+  auto resumed = resumed_response.getInfo();  // valid while the response lives
   EXPECT_EQ(resumed.getState(), vrpc::RunState::RUNNING);
 
   // A console read from an offset returns what follows it.
@@ -275,7 +280,15 @@ TEST_F(VmmProcessTest, ASecondClientAttachesThroughTheControlSocket) {
   const uint64_t start_time = first->start_time();
   orphans_.push_back(pid);
   WaitForConsole(first->control(), "keeltest: idle\n");
-  first = nullptr;  // keeld goes away; the VM stays
+  std::string followed;  // outlives everything that may write to it
+  {
+    // A console follower dies with the connection too.
+    auto follow = first->control().followConsoleRequest();
+    follow.setOffset(0);
+    follow.setSink(kj::heap<RecordingSink>(&followed));
+    auto response = follow.send().wait(io_.waitScope);
+    first = nullptr;  // keeld goes away; the VM stays
+  }
 
   // The wrong start time means "not that process".
   auto wrong = VmmProcess::Attach(io_, run_dir_, pid, start_time + 1);

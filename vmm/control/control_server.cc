@@ -401,8 +401,8 @@ kj::Promise<void> VmmControlImpl::stats(StatsContext context) {
     s.setRssBytes(ResidentBytes());
     s.setConsoleBytes(loop_.machine->console_log().end());
     s.setVcpuExits(collected.vcpu_exits);
-    std::vector<const virtio::BlockDeviceStats*> blocks;
-    std::vector<const virtio::NetDeviceStats*> nets;
+    std::vector<const virtio::DeviceStats::Block*> blocks;
+    std::vector<const virtio::DeviceStats::Net*> nets;
     for (const Machine::Stats::Device& d : collected.devices) {
       if (d.stats.block.has_value()) blocks.push_back(&*d.stats.block);
       if (d.stats.net.has_value()) nets.push_back(&*d.stats.net);

@@ -214,7 +214,36 @@ void BlockDevice::HandleChain(uint16_t head, bool* kick) {
     return;
   }
   ++stats_.submitted;
+  uint64_t bytes = 0;
+  for (const iovec& v : req.request.iov) bytes += v.iov_len;
+  switch (req.request.type) {
+    case block::RequestType::kRead:
+      ++stats_.read_ops;
+      stats_.read_bytes += bytes;
+      break;
+    case block::RequestType::kWrite:
+      ++stats_.write_ops;
+      stats_.write_bytes += bytes;
+      break;
+    case block::RequestType::kFlush:
+      ++stats_.flush_ops;
+      break;
+    case block::RequestType::kDiscard:
+    case block::RequestType::kWriteZeroes:
+      ++stats_.write_ops;
+      break;
+  }
   *kick = true;
+}
+
+void BlockDevice::GetStats(DeviceStats& stats) const {
+  BlockDeviceStats& out = stats.block.emplace();
+  out.read_ops = stats_.read_ops;
+  out.write_ops = stats_.write_ops;
+  out.flush_ops = stats_.flush_ops;
+  out.read_bytes = stats_.read_bytes;
+  out.write_bytes = stats_.write_bytes;
+  out.errors = stats_.errors;
 }
 
 void BlockDevice::CompleteGetId(uint16_t head, const ParsedRequest& req) {

@@ -27,6 +27,7 @@
 #include "block/backend.h"
 #include "vmm/virtio/block_request.h"
 #include "vmm/virtio/device.h"
+#include "vmm/virtio/device_stats.h"
 
 namespace keel::vmm::virtio {
 
@@ -57,7 +58,12 @@ struct BlockDeviceOptions {
 };
 
 // Counters for tests and stats (I/O thread).
-struct BlockDeviceStats {
+struct BlockQueueCounters {
+  uint64_t read_ops = 0;     // accepted by the backend, by type
+  uint64_t write_ops = 0;
+  uint64_t flush_ops = 0;
+  uint64_t read_bytes = 0;
+  uint64_t write_bytes = 0;
   uint64_t requests = 0;     // chains popped
   uint64_t submitted = 0;    // accepted by the backend
   uint64_t errors = 0;       // completed with a status other than OK, or without a status
@@ -82,7 +88,8 @@ class BlockDevice : public VirtioDevice {
   absl::Status Activate(ActivateContext context) override;
   void ProcessQueue(size_t index) override;
 
-  const BlockDeviceStats& stats() const { return stats_; }
+  const BlockQueueCounters& stats() const { return stats_; }
+  void GetStats(DeviceStats& stats) const override;
   size_t in_flight() const { return in_flight_count_; }
 
  protected:
@@ -129,7 +136,7 @@ class BlockDevice : public VirtioDevice {
   // Scratch for one chain (seg_max data buffers + header + status) and its iovecs.
   std::vector<Segment> segments_;
   std::vector<iovec> iov_;
-  BlockDeviceStats stats_;
+  BlockQueueCounters stats_;
 };
 
 }  // namespace keel::vmm::virtio

@@ -9,26 +9,24 @@
 
 namespace keel::vmm::virtio {
 
-struct BlockDeviceStats {
-  uint64_t read_ops = 0;
-  uint64_t write_ops = 0;
-  uint64_t flush_ops = 0;
-  uint64_t read_bytes = 0;
-  uint64_t write_bytes = 0;
-  uint64_t errors = 0;  // requests completed with an error status
-};
-
-struct NetDeviceStats {
-  uint64_t rx_packets = 0;  // to the guest
-  uint64_t tx_packets = 0;  // from the guest
-  uint64_t rx_bytes = 0;
-  uint64_t tx_bytes = 0;
-  uint64_t drops = 0;
-};
-
 struct DeviceStats {
-  std::optional<BlockDeviceStats> block;
-  std::optional<NetDeviceStats> net;
+  struct Block {
+    uint64_t read_ops = 0;
+    uint64_t write_ops = 0;
+    uint64_t flush_ops = 0;
+    uint64_t read_bytes = 0;
+    uint64_t write_bytes = 0;
+    uint64_t errors = 0;  // requests completed with an error status
+  };
+  struct Net {
+    uint64_t rx_packets = 0;  // to the guest
+    uint64_t tx_packets = 0;  // from the guest
+    uint64_t rx_bytes = 0;
+    uint64_t tx_bytes = 0;
+    uint64_t drops = 0;
+  };
+  std::optional<Block> block;
+  std::optional<Net> net;
 };
 
 }  // namespace keel::vmm::virtio

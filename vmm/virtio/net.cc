@@ -544,4 +544,13 @@ void NetDevice::ProcessRx() {
   Interrupt(*rx_);
 }
 
+void NetDevice::GetStats(DeviceStats& stats) const {
+  NetDeviceStats& out = stats.net.emplace();
+  out.rx_packets = counters_.rx_packets;
+  out.tx_packets = counters_.tx_packets;
+  out.rx_bytes = counters_.rx_bytes;
+  out.tx_bytes = counters_.tx_bytes;
+  out.drops = counters_.tx_dropped + counters_.rx_dropped + counters_.rx_truncated;
+}
+
 }  // namespace keel::vmm::virtio

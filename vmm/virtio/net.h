@@ -41,6 +41,7 @@
 #include "net/mac_address.h"
 #include "net/vnet_hdr.h"
 #include "vmm/virtio/device.h"
+#include "vmm/virtio/device_stats.h"
 
 namespace keel::vmm::virtio {
 
@@ -121,6 +122,7 @@ class NetDevice : public VirtioDevice {
 
   // A snapshot for tests and logs; I/O thread only.
   const NetCounters& counters() const { return counters_; }
+  void GetStats(DeviceStats& stats) const override;
   int tap_fd() const { return tap_.get(); }
   // Whether the tap fd is currently watched for EPOLLIN (receive armed).
   bool rx_armed() const { return (watched_ & EPOLLIN) != 0; }
