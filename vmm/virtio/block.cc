@@ -237,7 +237,7 @@ void BlockDevice::HandleChain(uint16_t head, bool* kick) {
 }
 
 void BlockDevice::GetStats(DeviceStats& stats) const {
-  BlockDeviceStats& out = stats.block.emplace();
+  DeviceStats::Block& out = stats.block.emplace();
   out.read_ops = stats_.read_ops;
   out.write_ops = stats_.write_ops;
   out.flush_ops = stats_.flush_ops;

@@ -545,7 +545,7 @@ void NetDevice::ProcessRx() {
 }
 
 void NetDevice::GetStats(DeviceStats& stats) const {
-  NetDeviceStats& out = stats.net.emplace();
+  DeviceStats::Net& out = stats.net.emplace();
   out.rx_packets = counters_.rx_packets;
   out.tx_packets = counters_.tx_packets;
   out.rx_bytes = counters_.rx_bytes;
