@@ -284,6 +284,7 @@ def main():
     atexit.register(cleanup)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+    print("load average at start: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
     keel, qemu = [], []
     per_vm = 20.0  # MiB, until measured
     for n in map(int, args.n.split(",")):
@@ -307,6 +308,7 @@ def main():
             print(json.dumps({"qemu": r}), flush=True)
             cleanup()
 
+    print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
     print()
     print("| VMM | N | created/s (API) | all printing/s | create p50/p99 ms | MemAvailable Δ/VM MiB "
           "| PSS/VM MiB | VMM beyond touched guest RAM MiB | guest touched MiB | keeld RSS MiB "
