@@ -259,7 +259,8 @@ class Cli {
       case Verb::kVmDelete: {
         auto req = GetVm().deleteRequest();
         req.setForce(true);
-        auto info = InfoOrExit(req.send().wait(ws()).getResult());
+        auto response = req.send().wait(ws());  // owns what `info` reads
+        auto info = InfoOrExit(response.getResult());
         if (cmd_.json) {
           PrintLine(ToJsonOf(info));
         } else {
