@@ -7,6 +7,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -131,7 +133,18 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Keel's host agent.\n  keeld [--state-dir DIR] [--run-dir DIR] [--image-dir DIR] "
       "[--socket PATH] [--flagfile=CONFIG]");
-  absl::ParseCommandLine(argc, argv);
+  // Flags are spelled with dashes (--state-dir); absl knows them with underscores.
+  std::vector<std::string> args(argv, argv + argc);
+  for (size_t i = 1; i < args.size(); ++i) {
+    std::string& a = args[i];
+    if (a.rfind("--", 0) != 0) continue;
+    for (size_t j = 2; j < a.size() && a[j] != '='; ++j) {
+      if (a[j] == '-') a[j] = '_';
+    }
+  }
+  std::vector<char*> fixed;
+  for (std::string& a : args) fixed.push_back(a.data());
+  absl::ParseCommandLine(static_cast<int>(fixed.size()), fixed.data());
   SetLogTag("keeld");
   if (absl::GetFlag(FLAGS_debug)) SetMinLogLevel(LogLevel::kDebug);
   Config config = ConfigFromFlags();

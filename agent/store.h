@@ -23,18 +23,18 @@ namespace keel::agent {
 
 struct NicRow {
   uint32_t index = 0;
-  std::string network;
-  std::string mac;  // "52:54:00:.." unique across the store
-  std::string tap;  // unique across the store
+  std::string network{};
+  std::string mac{};  // "52:54:00:.." unique across the store
+  std::string tap{};  // unique across the store
   uint32_t mtu = 0;
   friend bool operator==(const NicRow&, const NicRow&) = default;
 };
 
 struct VmRow {
-  std::string id;
-  std::string name;
-  std::string request_id;
-  std::string spec;  // the rpc::VmSpec as a flat Cap'n Proto message
+  std::string id{};
+  std::string name{};
+  std::string request_id{};
+  std::string spec{};  // the rpc::VmSpec as a flat Cap'n Proto message
   int desired = 0;   // rpc::VmState values
   int state = 0;
   int32_t pid = 0;
@@ -42,20 +42,20 @@ struct VmRow {
   int64_t created_ns = 0;
   int64_t started_ns = 0;
   int32_t last_exit = -1;
-  std::string last_error;
-  std::vector<NicRow> nics;
+  std::string last_error{};
+  std::vector<NicRow> nics{};
 };
 
 struct NetworkRow {
-  std::string name;
-  std::string bridge;
+  std::string name{};
+  std::string bridge{};
   uint32_t mtu = 1500;
-  std::string host_address;
+  std::string host_address{};
 };
 
 struct VolumeRow {
-  std::string name;
-  std::string path;
+  std::string name{};
+  std::string path{};
   uint64_t size = 0;
   int state = 0;  // rpc::VolumeState values
   int64_t created_ns = 0;

@@ -1069,7 +1069,7 @@ void VmManager::KillStrayVmms() {
     for (size_t i = 0; i + 1 < args.size(); ++i) {
       if (args[i] == "--control-socket" && args[i + 1].rfind(prefix, 0) == 0) {
         KEEL_LOG(WARNING) << "killing keel-vmm pid " << pid << " (" << args[i + 1]
-                          << "), which no VM in the store owns";
+                          << "), which keeld never recorded (an interrupted start or a deleted VM)";
         kill(static_cast<pid_t>(pid), SIGKILL);
         break;
       }

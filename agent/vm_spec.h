@@ -13,31 +13,31 @@
 namespace keel::agent {
 
 struct DiskSpecData {
-  std::string volume;      // exactly one of volume and image_path is set
-  std::string image_path;
+  std::string volume{};      // exactly one of volume and image_path is set
+  std::string image_path{};
   bool read_only = false;
   bool cache_none = false;
-  std::string serial;
+  std::string serial{};
   friend bool operator==(const DiskSpecData&, const DiskSpecData&) = default;
 };
 
 struct NicSpecData {
-  std::string network;
-  std::string mac;  // empty: allocated
+  std::string network{};
+  std::string mac{};  // empty: allocated
   uint32_t mtu = 0;
   friend bool operator==(const NicSpecData&, const NicSpecData&) = default;
 };
 
 struct VmSpecData {
-  std::string name;
+  std::string name{};
   uint32_t vcpus = 1;
   uint64_t memory_mib = 128;
-  std::string kernel_path;
-  std::string initrd_path;
-  std::string cmdline;
-  std::vector<DiskSpecData> disks;
-  std::vector<NicSpecData> nics;
-  std::vector<std::pair<std::string, std::string>> labels;
+  std::string kernel_path{};
+  std::string initrd_path{};
+  std::string cmdline{};
+  std::vector<DiskSpecData> disks{};
+  std::vector<NicSpecData> nics{};
+  std::vector<std::pair<std::string, std::string>> labels{};
   bool auto_start = true;
   friend bool operator==(const VmSpecData&, const VmSpecData&) = default;
 

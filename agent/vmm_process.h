@@ -76,6 +76,8 @@ class VmmProcess {
   // Forks and execs keel-vmm for `launch`, then sends it `launch` over the control channel
   // (fds passed with SCM_RIGHTS). Resolves once the VM runs (or is paused), with the
   // VMM's one-line error as a kj::Exception (FAILED) when the configuration was refused.
+  // (Implementation: posix_spawn, which uses clone(CLONE_VM|CLONE_VFORK); the refused
+  // process has been reaped when the promise rejects. Its stdout/stderr are RUN_DIR/vmm.log.)
   static kj::Promise<kj::Own<VmmProcess>> Spawn(kj::AsyncIoContext& io, VmmLaunch launch);
 
   // Reconnects to a VMM that an earlier keeld started. Fails (kj::Exception DISCONNECTED)
@@ -101,6 +103,10 @@ class VmmProcess {
 
   // Resolves once the process has exited (pidfd readable; reaped if keeld is its parent).
   // May be called more than once; every promise resolves with the same VmmExit.
+  // Reaping is VmmProcess's: keeld must not reap children itself (no waitpid(-1), SIGCHLD
+  // set to SIG_IGN, or kj's captureChildExit/onChildExit), or statuses and signals are lost
+  // (OnExit then falls back to the exit file). Destroying a VmmProcess leaves the VM running;
+  // a spawned one that exits afterwards stays a zombie until keeld exits.
   virtual kj::Promise<VmmExit> OnExit() = 0;
 
   // SIGKILL now; OnExit resolves shortly after.

@@ -147,9 +147,16 @@ absl::Status Machine::AddDisk(const DiskConfig& disk, size_t index) {
   options.max_in_flight = kDiskQueueSize;
   options.max_segments = kDiskMaxSegments;
   const std::string name = DiskName(disk);
-  absl::StatusOr<block::Image> image =
-      disk.path.empty() ? block::AdoptImage(ScopedFd(disk.fd), name, options)
-                        : block::OpenImage(disk.path, options);
+  absl::StatusOr<block::Image> image = absl::InternalError("unset");
+  if (disk.path.empty()) {
+    // A private duplicate, as for NICs: the given descriptor stays the caller's (keel-vmm's
+    // control channel keeps owning what `launch` passed).
+    const int dup_fd = fcntl(disk.fd, F_DUPFD_CLOEXEC, 3);
+    if (dup_fd < 0) return ErrnoError(errno, "disk ", name);
+    image = block::AdoptImage(ScopedFd(dup_fd), name, options);
+  } else {
+    image = block::OpenImage(disk.path, options);
+  }
   if (!image.ok()) return image.status();
   KEEL_ASSIGN_OR_RETURN(std::unique_ptr<block::Backend> backend,
                         block::CreateRawFile(std::move(*image), options));

@@ -99,6 +99,17 @@ absl::StatusOr<keel::ScopedFd> ListenOn(const std::string& path) {
   return fd;
 }
 
+// Writes --exit-file (once) and returns `status`. In control mode this happens before the
+// control connections close, so a keeld that sees them close finds the file already there.
+int Finish(keel::vmm::CliOptions& opts, int status) {
+  if (opts.exit_file.empty()) return status;
+  if (absl::Status s = keel::vmm::WriteExitFile(opts.exit_file, status); !s.ok()) {
+    KEEL_LOG(ERROR) << "--exit-file: " << s;
+  }
+  opts.exit_file.clear();
+  return status;
+}
+
 // Control mode: serve VmmControl, build the VM that `launch` describes, run it.
 int RunControlled(keel::vmm::CliOptions& opts) {
   using keel::vmm::ControlServer;
@@ -135,7 +146,7 @@ int RunControlled(keel::vmm::CliOptions& opts) {
     signalfd_siginfo info{};
     const bool got = read(signals.get(), &info, sizeof(info)) == sizeof(info);
     KEEL_LOG(INFO) << "stopped before launch";
-    return got ? 128 + static_cast<int>(info.ssi_signo) : kExitVmmFailure;
+    return Finish(opts, got ? 128 + static_cast<int>(info.ssi_signo) : kExitVmmFailure);
   }
   signals.Reset();
 
@@ -145,15 +156,16 @@ int RunControlled(keel::vmm::CliOptions& opts) {
                           : absl::StatusOr<std::unique_ptr<keel::vmm::Machine>>(launch->status);
   launch->fds.clear();  // Machine::Create kept what it needs
   if (!machine.ok()) {
+    const int status = Finish(opts, Fail(machine.status()));
     (*server)->LaunchFailed(machine.status());
     (*server)->Stop();  // the reply goes out before the process exits
-    return Fail(machine.status());
+    return status;
   }
   if (launch->start_paused) {
     if (absl::Status s = (*machine)->vcpu_control().Pause(); !s.ok()) return Fail(s);
   }
   (*server)->Launched(machine->get());
-  const int status = RunMachine(**machine);
+  const int status = Finish(opts, RunMachine(**machine));
   (*server)->Stop();
   return status;
 }
@@ -186,11 +198,5 @@ int main(int argc, char** argv) {
     tag = absl::StrCat("keel-vmm[", opts->vm_id, "]");
     keel::SetLogTag(tag.c_str());
   }
-  const int status = Main(*opts);
-  if (!opts->exit_file.empty()) {
-    if (absl::Status s = keel::vmm::WriteExitFile(opts->exit_file, status); !s.ok()) {
-      KEEL_LOG(ERROR) << "--exit-file: " << s;
-    }
-  }
-  return status;
+  return Finish(*opts, Main(*opts));
 }

@@ -35,8 +35,8 @@ void BM_Parse(benchmark::State& state) {
   const uint64_t sector = 8;
   memcpy(ram.data(), &type, 4);
   memcpy(ram.data() + 8, &sector, 8);
-  Segment segs[3] = {{ram.data(), 16, false}, {ram.data() + 4096, 4096, true},
-                     {ram.data() + 64, 1, true}};
+  Segment segs[3] = {
+      {ram.data(), 16, false}, {ram.data() + 4096, 4096, true}, {ram.data() + 64, 1, true}};
   Chain chain;
   chain.count = 3;
   chain.readable = 16;
@@ -83,7 +83,8 @@ void BM_DeviceBatch(benchmark::State& state) {
     const uint64_t header = kHeaders + 16 * static_cast<uint64_t>(i);
     (void)mem.WriteObj(header, kBlkTypeIn);
     (void)mem.WriteObj(header + 8, static_cast<uint64_t>(i) * 8);
-    heads.push_back(driver.AddChain({{header, 16}, {kData + 4096 * static_cast<uint64_t>(i), 4096, true},
+    heads.push_back(driver.AddChain({{header, 16},
+                                     {kData + 4096 * static_cast<uint64_t>(i), 4096, true},
                                      {kStatus + static_cast<uint64_t>(i), 1, true}}));
   }
   for (auto _ : state) {
@@ -92,9 +93,9 @@ void BM_DeviceBatch(benchmark::State& state) {
     while (device->in_flight() > 0) loop->RunOnce(0);
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * batch);
-  state.counters["per_request"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * batch,
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["per_request"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * batch,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   device->Reset();
 }
 BENCHMARK(BM_DeviceBatch)->Arg(1)->Arg(32)->Arg(64);

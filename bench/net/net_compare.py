@@ -11,7 +11,8 @@ tx: the guest (net-bench dir=tx) sends UDP frames to a MAC no bridge knows; raw:
 writes the same frames with writev. rx: tap_bench blasts frames out of tap0 (AF_PACKET
 sendmmsg) and the guest (net-bench dir=rx) counts them; raw: tap_bench reads them with
 readv. Rates count frames the guest (or raw reader/writer) handled, frame bytes only.
-The test guest does not negotiate TSO, so there are no TSO-sized rows.
+Each case runs --rounds times, raw / keel-vmm / QEMU alternating, and the table shows each
+one's median run. The test guest does not negotiate TSO, so there are no TSO-sized rows.
 Needs root, /dev/kvm, qemu-system-x86_64. The machine is shared: run it when quiet and
 read the load averages printed around it.
 """
@@ -72,6 +73,8 @@ class Runner:
         got = parse(r.stdout)
         if got is None:
             print("  no result:\n" + r.stdout[-2000:] + r.stderr[-2000:], flush=True)
+        else:
+            print("  pps=%d gbps=%.2f" % got, flush=True)
         return got
 
     def run_rx(self, cmd, size, ready_marker):
@@ -108,7 +111,16 @@ class Runner:
                                              self.ns.stat("tap0", "tx_dropped") - dropped))
         if got is None:
             print("  no result:\n" + "".join(out)[-2000:], flush=True)
+        else:
+            print("  pps=%d gbps=%.2f" % got, flush=True)
         return got
+
+
+def median(values):
+    """The median run by packet rate (None if any run failed to report)."""
+    if not values or any(v is None for v in values):
+        return None
+    return sorted(values)[len(values) // 2]
 
 
 def fmt(value, size):
@@ -134,6 +146,8 @@ def main():
     ap.add_argument("--tap-bench", required=True)
     ap.add_argument("--secs", type=int, default=5)
     ap.add_argument("--sizes", default="64,1514")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runs of each (alternating); the table shows the median")
     ap.add_argument("--no-qemu", action="store_true")
     args = ap.parse_args()
     args.vmm, args.guest, args.tap_bench = map(os.path.abspath,
@@ -145,20 +159,31 @@ def main():
     rows = []
     with NetNs("keelnetbench-%d" % os.getpid(), "10.0.0.1/24") as ns:
         r = Runner(args, ns)
-        for size in map(int, args.sizes.split(",")):
-            bench = "keeltest=net-bench,dir=tx,size=%d,secs=%d" % (size, args.secs)
-            raw = r.run(r.tap_bench("write", "tap0", size, args.secs))
-            keel = r.run(r.keel_cmd(bench))
-            qemu = r.run(r.qemu_cmd(bench)) if have_qemu else None
-            rows.append(("tx", size, raw, keel, qemu))
-        for size in map(int, args.sizes.split(",")):
-            bench = "keeltest=net-bench,dir=rx,size=%d,secs=%d" % (size, args.secs)
-            raw = r.run_rx(r.tap_bench("read", "tap0", args.secs), size, "read ready")
-            keel = r.run_rx(r.keel_cmd(bench), size, "net-bench rx ready")
-            qemu = r.run_rx(r.qemu_cmd(bench), size, "net-bench rx ready") if have_qemu else None
-            rows.append(("rx", size, raw, keel, qemu))
+        sizes = list(map(int, args.sizes.split(",")))
+        for direction in ("tx", "rx"):
+            for size in sizes:
+                bench = "keeltest=net-bench,dir=%s,size=%d,secs=%d" % (direction, size, args.secs)
+                results = {"raw": [], "keel": [], "qemu": []}
+                # Rounds alternate raw, keel-vmm and QEMU so each sees the same mix of load.
+                for _ in range(args.rounds):
+                    if direction == "tx":
+                        results["raw"].append(r.run(r.tap_bench("write", "tap0", size, args.secs)))
+                        results["keel"].append(r.run(r.keel_cmd(bench)))
+                        if have_qemu:
+                            results["qemu"].append(r.run(r.qemu_cmd(bench)))
+                    else:
+                        results["raw"].append(r.run_rx(r.tap_bench("read", "tap0", args.secs),
+                                                       size, "read ready"))
+                        results["keel"].append(r.run_rx(r.keel_cmd(bench), size,
+                                                        "net-bench rx ready"))
+                        if have_qemu:
+                            results["qemu"].append(r.run_rx(r.qemu_cmd(bench), size,
+                                                            "net-bench rx ready"))
+                rows.append((direction, size, median(results["raw"]), median(results["keel"]),
+                             median(results["qemu"])))
     print("load average after: %s" % open("/proc/loadavg").read().strip())
     print()
+    print("median of %d alternating rounds of %d s each" % (args.rounds, args.secs))
     print("| direction | frame | raw tap | keel-vmm | QEMU microvm | Keel % of raw | Keel × QEMU |")
     print("|---|---|---|---|---|---|---|")
     for direction, size, raw, keel, qemu in rows:

@@ -197,7 +197,13 @@ TEST_F(VmmProcessTest, InfoPauseResumeStatsConsoleThenGracefulShutdown) {
   EXPECT_EQ(tail_data.getStartOffset(), console.size() - 5);
   EXPECT_EQ(tail_data.getNextOffset(), tail_data.getStartOffset() + tail_data.getData().size());
 
+  // Pausing first: the power button is pressed while paused, and the guest sees it once
+  // resumed; meanwhile the VMM says it is stopping.
+  control.pauseRequest().send().wait(io_.waitScope);
   Shutdown(control, /*hard=*/false);
+  EXPECT_EQ(control.infoRequest().send().wait(io_.waitScope).getInfo().getState(),
+            vrpc::RunState::STOPPING);
+  control.resumeRequest().send().wait(io_.waitScope);
   VmmExit exit = ExitOf(vmm);
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
   EXPECT_EQ(exit.signal, 0);
@@ -237,6 +243,37 @@ TEST_F(VmmProcessTest, FollowConsoleFromAPausedStart) {
   VmmExit exit = ExitOf(vmm);
   EXPECT_EQ(exit.exit_status, 0) << exit.description;
   EXPECT_EQ(ReadFile(run_dir_ + "/exit"), "0\n");
+}
+
+TEST_F(VmmProcessTest, ADiskPassedAsADescriptorServesTheGuestAndReportsStats) {
+  const std::string image = base_dir_ + "/disk.img";
+  ScopedFd disk_fd(open(image.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(disk_fd.valid());
+  ASSERT_EQ(ftruncate(disk_fd.get(), 4 << 20), 0);
+  // Sequential 4 KiB writes for far longer than the test lasts; the VMM is killed once its
+  // stats show some.
+  VmmLaunch launch = Launch(guest_, "keeltest=blk-bench,qd=1,bs=4096,secs=600,rw=write");
+  launch.disks.push_back(VmmDisk{std::move(disk_fd), "data", false, false, "keel-test-disk"});
+  VmmProcess& vmm = Spawn(std::move(launch));
+  auto control = vmm.control();
+
+  auto deadline = io_.provider->getTimer().now() + kGuestWait;
+  uint64_t write_ops = 0;
+  while (write_ops == 0 && io_.provider->getTimer().now() < deadline) {
+    io_.provider->getTimer().afterDelay(10 * kj::MILLISECONDS).wait(io_.waitScope);
+    auto response = control.statsRequest().send().wait(io_.waitScope);
+    auto disks = response.getStats().getDisks();
+    ASSERT_EQ(disks.size(), 1u);
+    EXPECT_EQ(disks[0].getName(), "data");
+    EXPECT_EQ(disks[0].getReadOps(), 0u);
+    EXPECT_EQ(disks[0].getErrors(), 0u);
+    EXPECT_EQ(disks[0].getWriteBytes(), disks[0].getWriteOps() * 4096);
+    EXPECT_EQ(response.getStats().getNics().size(), 0u);
+    write_ops = disks[0].getWriteOps();
+  }
+  EXPECT_GT(write_ops, 0u);
+  vmm.Kill();
+  EXPECT_EQ(ExitOf(vmm).signal, SIGKILL);
 }
 
 TEST_F(VmmProcessTest, HardShutdownRepliesThenExitsZero) {

@@ -59,12 +59,13 @@ class Topology:
                    "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
             vm = ["ip", "-n", self.vm_ns]
             sh(*vm, "link", "add", "br0", "type", "bridge")
-            sh(*vm, "tuntap", "add", "dev", "tap0", "mode", "tap")
-            sh(*vm, "link", "set", "tap0", "master", "br0")
+            for tap in ("tap0", "tap1"):
+                sh(*vm, "tuntap", "add", "dev", tap, "mode", "tap")
+                sh(*vm, "link", "set", tap, "master", "br0")
             sh(*vm, "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b")
             sh(*vm, "link", "set", "veth-a", "master", "br0")
             sh(*vm, "link", "set", "veth-b", "netns", self.peer_ns)
-            for dev in ("lo", "br0", "tap0", "veth-a"):
+            for dev in ("lo", "br0", "tap0", "tap1", "veth-a"):
                 sh(*vm, "link", "set", dev, "up")
             peer = ["ip", "-n", self.peer_ns]
             sh(*peer, "addr", "add", self.peer_ip + "/24", "dev", "veth-b")
@@ -117,8 +118,9 @@ class Vmm:
     """keel-vmm in the VM namespace, its serial output read line by line."""
 
     def __init__(self, topo, scenario, net_spec="tap=tap0", open_tap_first=False):
-        cmd = [VMM, "--kernel", ELF, "--cmdline", "keeltest=" + scenario, "--net", net_spec,
-               "--boot-timeout-s", "40"]
+        cmd = [VMM, "--kernel", ELF, "--cmdline", "keeltest=" + scenario, "--boot-timeout-s", "40"]
+        for spec in net_spec.split(" "):
+            cmd += ["--net", spec]
         if open_tap_first:
             cmd = [sys.executable, "-c", OPEN_TAP_AND_EXEC, *cmd]
         self.proc = subprocess.Popen(topo.in_vm_ns(cmd), stdin=subprocess.DEVNULL,
@@ -197,6 +199,13 @@ class NetPingTest(unittest.TestCase):
         lines = self.ping_both_ways(",irq=1", net_spec="fd=3,mac=02:4b:45:45:4c:07",
                                     open_tap_first=True)
         self.assertTrue(any(l.startswith("keeltest: net dev") and "mac=02:4b:45:45:4c:07" in l
+                            for l in lines), lines)
+
+    def test_second_nic(self):
+        lines = self.ping_both_ways(",nic=1", net_spec="tap=tap0 tap=tap1,mtu=1400")
+        devices = [l for l in lines if l.startswith("keeltest: virtio 0x") and "id=1 " in l]
+        self.assertEqual(len(devices), 2, lines)
+        self.assertTrue(any(l.startswith("keeltest: net dev 1 ") and "mtu=1400" in l
                             for l in lines), lines)
 
     def test_missing_tap_is_a_clear_error(self):

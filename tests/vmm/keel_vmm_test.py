@@ -130,6 +130,49 @@ class LifecycleTest(unittest.TestCase):
             with open(path) as f:
                 self.assertEqual(f.read(), "2\n")
 
+    def test_control_mode_waits_for_launch_and_stops_on_sigterm(self):
+        import socket
+        import stat
+        with tempfile.TemporaryDirectory() as d:
+            sock_path = os.path.join(d, "control.sock")
+            exit_path = os.path.join(d, "exit")
+            ours, theirs = socket.socketpair()
+            p = subprocess.Popen([VMM, "--control-fd", str(theirs.fileno()), "--control-socket",
+                                  sock_path, "--vm-id", "t1", "--exit-file", exit_path],
+                                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            theirs.close()
+            try:
+                # The listening socket appears (0600) while nothing boots.
+                deadline = time.monotonic() + TIMEOUT_S
+                while not os.path.exists(sock_path) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                self.assertEqual(stat.S_IMODE(os.stat(sock_path).st_mode), 0o600)
+                # Between bind and listen a connect is refused: retry.
+                while True:
+                    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    try:
+                        c.connect(sock_path)
+                        break
+                    except ConnectionRefusedError:
+                        self.assertLess(time.monotonic(), deadline)
+                        time.sleep(0.01)
+                    finally:
+                        c.close()
+                self.assertIsNone(p.poll())
+                p.send_signal(signal.SIGTERM)
+                self.assertEqual(p.wait(timeout=TIMEOUT_S), 128 + signal.SIGTERM)
+                with open(exit_path) as f:
+                    self.assertEqual(f.read(), "%d\n" % (128 + signal.SIGTERM))
+                self.assertFalse(os.path.exists(sock_path))
+                self.assertEqual(p.stdout.read(), "")  # no guest console on stdout
+            finally:
+                p.kill()
+                p.wait()
+                p.stdout.close()
+                p.stderr.close()
+                ours.close()
+
     def test_control_flags_are_checked(self):
         r = run("--control-socket", "/tmp/x.sock", "--kernel", ELF)
         self.assertEqual(r.returncode, 2)

@@ -514,7 +514,8 @@ kj::Promise<void> ControlLoop::WaitForQueues(int millis_left) {
 
 vrpc::RunState ControlLoop::State() const {
   if (machine == nullptr) return vrpc::RunState::NOT_LAUNCHED;
-  if (machine->exit_requested()) return vrpc::RunState::STOPPING;
+  // Also after a graceful shutdown request: the guest has been asked to power off.
+  if (shutdown_requested || machine->exit_requested()) return vrpc::RunState::STOPPING;
   if (machine->vcpu_control().state() == VcpuControl::State::kStopping) {
     return vrpc::RunState::STOPPING;
   }

@@ -37,9 +37,7 @@ void Put(uint8_t* config, size_t offset, T value) {
 }
 
 // The status for a request the backend handed back or failed.
-uint8_t ErrnoStatus(int64_t err) {
-  return err == -EOPNOTSUPP ? kBlkStatusUnsupp : kBlkStatusIoErr;
-}
+uint8_t ErrnoStatus(int64_t err) { return err == -EOPNOTSUPP ? kBlkStatusUnsupp : kBlkStatusIoErr; }
 
 }  // namespace
 
@@ -48,9 +46,9 @@ absl::StatusOr<std::unique_ptr<BlockDevice>> BlockDevice::Create(
   const block::Properties& p = backend->properties();
   if (options.queue_size == 0 || options.queue_size > kMaxQueueSize ||
       (options.queue_size & (options.queue_size - 1)) != 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "virtio-blk queue size %u is not a power of two in 1..%u", options.queue_size,
-        kMaxQueueSize));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("virtio-blk queue size %u is not a power of two in 1..%u",
+                        options.queue_size, kMaxQueueSize));
   }
   if (p.max_in_flight < options.queue_size || p.max_segments == 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -82,15 +80,16 @@ BlockDevice::BlockDevice(std::unique_ptr<block::Backend> backend, BlockDeviceOpt
   Put<uint32_t>(config_, kCfgSizeMax, options_.size_max);
   Put<uint32_t>(config_, kCfgSegMax, seg_max_);
   Put<uint32_t>(config_, kCfgBlkSize, lbs);
-  Put<uint8_t>(config_, kCfgPhysicalBlockExp,
-               static_cast<uint8_t>(std::countr_zero(pbs / lbs)));
+  Put<uint8_t>(config_, kCfgPhysicalBlockExp, static_cast<uint8_t>(std::countr_zero(pbs / lbs)));
   Put<uint8_t>(config_, kCfgAlignmentOffset, 0);
   Put<uint16_t>(config_, kCfgMinIoSize, static_cast<uint16_t>(pbs / lbs));
   Put<uint32_t>(config_, kCfgOptIoSize, p.optimal_io_size / lbs);
   Put<uint16_t>(config_, kCfgNumQueues, 1);
   // Ranges are in 512-byte sectors; the alignment keeps them whole logical blocks.
   const uint32_t align_sectors = lbs / kBlkSectorSize;
-  auto round = [align_sectors](uint32_t sectors) { return sectors / align_sectors * align_sectors; };
+  auto round = [align_sectors](uint32_t sectors) {
+    return sectors / align_sectors * align_sectors;
+  };
   if (features_ & kBlkFeatureDiscard) {
     Put<uint32_t>(config_, kCfgMaxDiscardSectors, round(options_.max_discard_sectors));
     Put<uint32_t>(config_, kCfgMaxDiscardSeg, 1);
@@ -134,8 +133,11 @@ absl::Status BlockDevice::Activate(ActivateContext context) {
   needs_reset_ = std::move(context.needs_reset);
   limits_.discard = (context.features & kBlkFeatureDiscard) != 0;
   limits_.write_zeroes = (context.features & kBlkFeatureWriteZeroes) != 0;
-  if (absl::Status s = loop_->Add(backend_->event_fd(), EPOLLIN,
-                                  [this](uint32_t) { OnBackendReady(); });
+  // §5.2.5: without VIRTIO_BLK_F_FLUSH (and without CONFIG_WCE, not offered) the driver
+  // assumes a write-through cache: every write must be durable when it completes.
+  write_through_ = (context.features & kBlkFeatureFlush) == 0 && !backend_->properties().read_only;
+  if (absl::Status s =
+          loop_->Add(backend_->event_fd(), EPOLLIN, [this](uint32_t) { OnBackendReady(); });
       !s.ok()) {
     return s;
   }
@@ -204,6 +206,9 @@ void BlockDevice::HandleChain(uint16_t head, bool* kick) {
   }
   slot.status = req.status;
   slot.data_in = req.data_in;
+  slot.sync_after = write_through_ && (req.request.type == block::RequestType::kWrite ||
+                                       req.request.type == block::RequestType::kDiscard ||
+                                       req.request.type == block::RequestType::kWriteZeroes);
   slot.busy = true;
   ++in_flight_count_;
   if (int err = backend_->Submit(req.request); err < 0) {
@@ -258,8 +263,7 @@ void BlockDevice::CompleteGetId(uint16_t head, const ParsedRequest& req) {
   Complete(head, req.status, kBlkStatusOk, req.data_in + 1);
 }
 
-void BlockDevice::Complete(uint16_t head, uint8_t* status_byte, uint8_t status,
-                           uint32_t written) {
+void BlockDevice::Complete(uint16_t head, uint8_t* status_byte, uint8_t status, uint32_t written) {
   if (status_byte != nullptr) *status_byte = status;
   if (status_byte == nullptr || status != kBlkStatusOk) ++stats_.errors;
   queue_->PushUsed(head, written);
@@ -278,6 +282,7 @@ void BlockDevice::OnBackendReady() {
 void BlockDevice::ReapCompletions() {
   block::Completion done[64];
   size_t n;
+  bool kick = false;
   do {
     n = backend_->Reap(done);
     for (size_t i = 0; i < n; ++i) {
@@ -287,10 +292,25 @@ void BlockDevice::ReapCompletions() {
         continue;
       }
       Slot& slot = slots_[tag];
-      slot.busy = false;
-      --in_flight_count_;
       const int64_t result = done[i].result;
       const uint16_t head = static_cast<uint16_t>(tag);
+      if (slot.sync_after && result >= 0) {
+        // Write-through (FLUSH not negotiated): the request completes once it is durable.
+        slot.sync_after = false;
+        block::Request flush;
+        flush.type = block::RequestType::kFlush;
+        flush.tag = tag;
+        if (backend_->Submit(flush) == 0) {
+          kick = true;
+          continue;
+        }
+        slot.busy = false;
+        --in_flight_count_;
+        Complete(head, slot.status, kBlkStatusIoErr, 1);
+        continue;
+      }
+      slot.busy = false;
+      --in_flight_count_;
       if (result < 0) {
         Complete(head, slot.status, ErrnoStatus(result), 1);
       } else if (slot.data_in != 0 && result != slot.data_in) {
@@ -300,6 +320,10 @@ void BlockDevice::ReapCompletions() {
       }
     }
   } while (n == std::size(done));
+  if (kick) {
+    backend_->Kick();
+    ++stats_.kicks;
+  }
 }
 
 void BlockDevice::MaybeInterrupt() {

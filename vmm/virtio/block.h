@@ -13,7 +13,9 @@
 // finish every in-flight request and the driver has forgotten them.
 //
 // Features offered: SIZE_MAX, SEG_MAX, BLK_SIZE, FLUSH, TOPOLOGY, RO (read-only images),
-// DISCARD and WRITE_ZEROES (when the backend supports them; not on read-only images).
+// DISCARD and WRITE_ZEROES (when the backend supports them; not on read-only images). A driver
+// that declines FLUSH gets a write-through disk: each write is followed by a backend flush
+// before it completes (§5.2.5).
 //
 // Threading: ReadConfig on vCPU threads (the configuration is immutable); everything else on
 // the VM's I/O thread.
@@ -121,6 +123,7 @@ class BlockDevice : public VirtioDevice {
   EventLoop* loop_ = nullptr;
   std::function<void(absl::string_view)> needs_reset_;
   BlockLimits limits_;
+  bool write_through_ = false;  // FLUSH not negotiated
   bool watching_ = false;
   bool broken_ = false;
   bool pending_interrupt_ = false;
@@ -130,6 +133,7 @@ class BlockDevice : public VirtioDevice {
     uint8_t* status = nullptr;  // host address of the status byte
     uint32_t data_in = 0;       // device-writable data bytes (the used length - 1 on success)
     bool busy = false;
+    bool sync_after = false;  // write-through: flush before completing
   };
   std::vector<Slot> slots_;
   size_t in_flight_count_ = 0;

@@ -78,27 +78,42 @@ RequestError CheckRange(uint64_t sector, uint64_t len, const BlockLimits& limits
 
 const char* RequestErrorName(RequestError error) {
   switch (error) {
-    case RequestError::kNone: return "none";
-    case RequestError::kBrokenChain: return "broken descriptor chain";
-    case RequestError::kNoStatus: return "no device-writable status byte";
-    case RequestError::kBadChain: return "unusable buffer in the chain";
-    case RequestError::kHeaderSize: return "request header shorter than 16 bytes";
-    case RequestError::kLayout: return "data layout does not fit the request type";
-    case RequestError::kUnaligned: return "offset or length not a multiple of the block size";
-    case RequestError::kPastEnd: return "range past the end of the disk";
-    case RequestError::kTooManySegments: return "too many or too large data buffers";
-    case RequestError::kReadOnly: return "write to a read-only disk";
-    case RequestError::kTooLarge: return "range larger than the advertised maximum";
-    case RequestError::kUnsupported: return "unsupported request";
+    case RequestError::kNone:
+      return "none";
+    case RequestError::kBrokenChain:
+      return "broken descriptor chain";
+    case RequestError::kNoStatus:
+      return "no device-writable status byte";
+    case RequestError::kBadChain:
+      return "unusable buffer in the chain";
+    case RequestError::kHeaderSize:
+      return "request header shorter than 16 bytes";
+    case RequestError::kLayout:
+      return "data layout does not fit the request type";
+    case RequestError::kUnaligned:
+      return "offset or length not a multiple of the block size";
+    case RequestError::kPastEnd:
+      return "range past the end of the disk";
+    case RequestError::kTooManySegments:
+      return "too many or too large data buffers";
+    case RequestError::kReadOnly:
+      return "write to a read-only disk";
+    case RequestError::kTooLarge:
+      return "range larger than the advertised maximum";
+    case RequestError::kUnsupported:
+      return "unsupported request";
   }
   return "?";
 }
 
 uint8_t RequestErrorStatus(RequestError error) {
   switch (error) {
-    case RequestError::kNone: return kBlkStatusOk;
-    case RequestError::kUnsupported: return kBlkStatusUnsupp;
-    default: return kBlkStatusIoErr;
+    case RequestError::kNone:
+      return kBlkStatusOk;
+    case RequestError::kUnsupported:
+      return kBlkStatusUnsupp;
+    default:
+      return kBlkStatusIoErr;
   }
 }
 

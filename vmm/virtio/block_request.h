@@ -39,20 +39,20 @@ inline constexpr uint8_t kBlkStatusIoErr = 1;
 inline constexpr uint8_t kBlkStatusUnsupp = 2;
 
 inline constexpr uint32_t kBlkSectorSize = 512;
-inline constexpr uint32_t kBlkHeaderSize = 16;     // struct virtio_blk_req header
-inline constexpr uint32_t kBlkIdBytes = 20;        // VIRTIO_BLK_ID_BYTES
+inline constexpr uint32_t kBlkHeaderSize = 16;        // struct virtio_blk_req header
+inline constexpr uint32_t kBlkIdBytes = 20;           // VIRTIO_BLK_ID_BYTES
 inline constexpr uint32_t kBlkDiscardRangeSize = 16;  // struct virtio_blk_discard_write_zeroes
 inline constexpr uint32_t kBlkWriteZeroesFlagUnmap = 1;
 
 // What the device accepts; filled from the backend's Properties and the negotiated features.
 struct BlockLimits {
-  uint64_t capacity_bytes = 0;   // a multiple of block_size
-  uint32_t block_size = 512;     // offsets and lengths must be multiples of it
-  uint32_t seg_max = 1;          // most data buffers (iovecs) in one request
-  uint32_t size_max = 0;         // largest data buffer in bytes; 0: no limit
+  uint64_t capacity_bytes = 0;  // a multiple of block_size
+  uint32_t block_size = 512;    // offsets and lengths must be multiples of it
+  uint32_t seg_max = 1;         // most data buffers (iovecs) in one request
+  uint32_t size_max = 0;        // largest data buffer in bytes; 0: no limit
   bool read_only = false;
-  bool discard = false;          // VIRTIO_BLK_F_DISCARD negotiated
-  bool write_zeroes = false;     // VIRTIO_BLK_F_WRITE_ZEROES negotiated
+  bool discard = false;       // VIRTIO_BLK_F_DISCARD negotiated
+  bool write_zeroes = false;  // VIRTIO_BLK_F_WRITE_ZEROES negotiated
   uint32_t max_discard_sectors = 0;
   uint32_t max_write_zeroes_sectors = 0;
 };
@@ -79,8 +79,8 @@ uint8_t RequestErrorStatus(RequestError error);
 
 struct ParsedRequest {
   RequestError error = RequestError::kNone;
-  uint32_t type = 0;           // the header's type field (valid once the header was read)
-  uint64_t sector = 0;         // the header's sector field
+  uint32_t type = 0;    // the header's type field (valid once the header was read)
+  uint64_t sector = 0;  // the header's sector field
   // The status byte in guest memory (host address, bounds-checked), or nullptr.
   uint8_t* status = nullptr;
   // For the backend (IN, OUT, FLUSH, DISCARD, WRITE_ZEROES); request.iov points into the

@@ -9,22 +9,28 @@
 
 namespace keel::vmm::virtio {
 
+struct DeviceBlockStats {
+  uint64_t read_ops = 0;
+  uint64_t write_ops = 0;
+  uint64_t flush_ops = 0;
+  uint64_t read_bytes = 0;
+  uint64_t write_bytes = 0;
+  uint64_t errors = 0;  // requests completed with an error status
+};
+
+struct DeviceNetStats {
+  uint64_t rx_packets = 0;  // to the guest
+  uint64_t tx_packets = 0;  // from the guest
+  uint64_t rx_bytes = 0;
+  uint64_t tx_bytes = 0;
+  uint64_t drops = 0;
+};
+
 struct DeviceStats {
-  struct Block {
-    uint64_t read_ops = 0;
-    uint64_t write_ops = 0;
-    uint64_t flush_ops = 0;
-    uint64_t read_bytes = 0;
-    uint64_t write_bytes = 0;
-    uint64_t errors = 0;  // requests completed with an error status
-  };
-  struct Net {
-    uint64_t rx_packets = 0;  // to the guest
-    uint64_t tx_packets = 0;  // from the guest
-    uint64_t rx_bytes = 0;
-    uint64_t tx_bytes = 0;
-    uint64_t drops = 0;
-  };
+  // (Defined outside: a nested struct with member initializers cannot be default-constructed
+  // inside std::optional before the enclosing class is complete, says clang.)
+  using Block = DeviceBlockStats;
+  using Net = DeviceNetStats;
   std::optional<Block> block;
   std::optional<Net> net;
 };

@@ -101,8 +101,7 @@ TEST_F(BlockRequestTest, FramingIsIndependentOfDescriptorBoundaries) {
 }
 
 TEST_F(BlockRequestTest, FlushAndGetIdHaveNoBackendData) {
-  EXPECT_EQ(Parse({Header(kBlkTypeFlush, 123), Status()}).request.type,
-            block::RequestType::kFlush);
+  EXPECT_EQ(Parse({Header(kBlkTypeFlush, 123), Status()}).request.type, block::RequestType::kFlush);
   ParsedRequest id = Parse({Header(kBlkTypeGetId, 0), Seg(0x1000, 64, true), Status()});
   EXPECT_EQ(id.error, RequestError::kNone);
   EXPECT_EQ(id.data_in, kBlkIdBytes);
@@ -154,16 +153,16 @@ TEST_F(BlockRequestTest, WrongHeaderOrLayoutIsAnIoError) {
             RequestError::kLayout);
   EXPECT_EQ(Parse({Header(kBlkTypeDiscard, 0), Range(0, 0, 0), Status()}).error,
             RequestError::kLayout);
-  EXPECT_EQ(Parse({Header(kBlkTypeDiscard, 0), Range(0, 8, 0), Range(8, 8, 0, 0x200), Status()})
-                .error,
-            RequestError::kTooLarge);
+  EXPECT_EQ(
+      Parse({Header(kBlkTypeDiscard, 0), Range(0, 8, 0), Range(8, 8, 0, 0x200), Status()}).error,
+      RequestError::kTooLarge);
 }
 
 TEST_F(BlockRequestTest, UnknownTypesFlagsAndUnnegotiatedFeaturesAreUnsupported) {
   EXPECT_EQ(Parse({Header(99, 0), Status()}).error, RequestError::kUnsupported);
-  EXPECT_EQ(Parse({Header(kBlkTypeDiscard, 0), Range(0, 8, kBlkWriteZeroesFlagUnmap), Status()})
-                .error,
-            RequestError::kUnsupported);
+  EXPECT_EQ(
+      Parse({Header(kBlkTypeDiscard, 0), Range(0, 8, kBlkWriteZeroesFlagUnmap), Status()}).error,
+      RequestError::kUnsupported);
   EXPECT_EQ(Parse({Header(kBlkTypeWriteZeroes, 0), Range(0, 8, 4), Status()}).error,
             RequestError::kUnsupported);
   limits_.discard = false;
@@ -185,11 +184,11 @@ TEST_F(BlockRequestTest, ReadOnlyRefusesEveryWrite) {
 }
 
 TEST_F(BlockRequestTest, TooManyOrTooLargeBuffers) {
-  EXPECT_EQ(Parse({Header(kBlkTypeIn, 0), Seg(0x1000, 512, true), Seg(0x1200, 512, true),
-                   Seg(0x1400, 512, true), Seg(0x1600, 512, true), Seg(0x1800, 512, true),
-                   Status()})
-                .error,
-            RequestError::kTooManySegments);
+  EXPECT_EQ(
+      Parse({Header(kBlkTypeIn, 0), Seg(0x1000, 512, true), Seg(0x1200, 512, true),
+             Seg(0x1400, 512, true), Seg(0x1600, 512, true), Seg(0x1800, 512, true), Status()})
+          .error,
+      RequestError::kTooManySegments);
   limits_.size_max = 1024;
   EXPECT_EQ(Parse({Header(kBlkTypeIn, 0), Seg(0x1000, 2048, true), Status()}).error,
             RequestError::kTooManySegments);
@@ -200,10 +199,10 @@ TEST_F(BlockRequestTest, BrokenChainsAndMissingStatus) {
             RequestError::kBrokenChain);
   EXPECT_EQ(Parse({Header(kBlkTypeIn, 0), Status()}, ChainError::kBadIndex).error,
             RequestError::kBrokenChain);
-  EXPECT_EQ(Parse({Header(kBlkTypeIn, 0), Seg(0x1000, 512, true), Status()},
-                  ChainError::kOutOfBounds)
-                .error,
-            RequestError::kBadChain);
+  EXPECT_EQ(
+      Parse({Header(kBlkTypeIn, 0), Seg(0x1000, 512, true), Status()}, ChainError::kOutOfBounds)
+          .error,
+      RequestError::kBadChain);
   ParsedRequest none = Parse({Header(kBlkTypeOut, 0), Seg(0x1000, 512, false)});
   EXPECT_EQ(none.error, RequestError::kNoStatus);
   EXPECT_EQ(none.status, nullptr);

@@ -199,11 +199,11 @@ TEST_F(BlockDeviceTest, GetIdFlushDiscardAndWriteZeroes) {
 
 TEST_F(BlockDeviceTest, HostileRequestsGetErrorStatusesAndNothingCrashes) {
   StartMemory();
-  Submit(kBlkTypeIn, 1 << 20, {{kData, 512, true}});          // past the end
-  Submit(kBlkTypeIn, ~0ull, {{kData, 512, true}});            // overflowing sector
-  Submit(kBlkTypeIn, 0, {{kData, 100, true}});                // not whole sectors
-  Submit(kBlkTypeIn, 0, {{kMemSize - 256, 512, true}});       // outside guest memory
-  Submit(77, 0, {});                                          // unknown type
+  Submit(kBlkTypeIn, 1 << 20, {{kData, 512, true}});     // past the end
+  Submit(kBlkTypeIn, ~0ull, {{kData, 512, true}});       // overflowing sector
+  Submit(kBlkTypeIn, 0, {{kData, 100, true}});           // not whole sectors
+  Submit(kBlkTypeIn, 0, {{kMemSize - 256, 512, true}});  // outside guest memory
+  Submit(77, 0, {});                                     // unknown type
   Run();
 
   EXPECT_EQ(StatusOf(0), kBlkStatusIoErr);
@@ -302,6 +302,22 @@ TEST_F(BlockDeviceTest, BackendHandBackAndFailuresCompleteWithErrors) {
   EXPECT_EQ(StatusOf(1), kBlkStatusUnsupp);
   EXPECT_EQ(StatusOf(2), kBlkStatusIoErr);
   EXPECT_EQ(driver_->UsedIdx(), 3);
+}
+
+TEST_F(BlockDeviceTest, WithoutFlushNegotiatedWritesAreWrittenThrough) {
+  auto backend = std::make_unique<MemoryBackend>(TestDiskProperties());
+  MemoryBackend* raw = backend.get();
+  Start(std::move(backend), ~kBlkFeatureFlush);
+
+  Submit(kBlkTypeOut, 0, {{kData, 512}});
+  Run();
+  Submit(kBlkTypeIn, 0, {{kData, 512, true}});
+  Run();
+
+  EXPECT_EQ(StatusOf(0), kBlkStatusOk);
+  EXPECT_EQ(StatusOf(1), kBlkStatusOk);
+  EXPECT_EQ(raw->submitted, 3u);  // the write, its flush, the read
+  EXPECT_EQ(driver_->UsedIdx(), 2);
 }
 
 TEST_F(BlockDeviceTest, ResetWaitsForInFlightIoAndWritesNothing) {

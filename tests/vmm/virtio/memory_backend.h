@@ -69,9 +69,9 @@ class MemoryBackend : public block::Backend {
 
   std::vector<uint8_t>& disk() { return disk_; }
 
-  bool hold = false;         // keep requests until Release()
-  int hand_back_errno = 0;   // hand the next Submit back with -errno
-  int fail_errno = 0;        // complete every request with -errno
+  bool hold = false;        // keep requests until Release()
+  int hand_back_errno = 0;  // hand the next Submit back with -errno
+  int fail_errno = 0;       // complete every request with -errno
   uint64_t submitted = 0;
   uint64_t kicks = 0;
 
@@ -86,9 +86,10 @@ class MemoryBackend : public block::Backend {
     if (fail_errno != 0) return -fail_errno;
     uint64_t total = 0;
     for (const iovec& v : p.iov) total += v.iov_len;
-    if (null_io_) return p.type == block::RequestType::kRead || p.type == block::RequestType::kWrite
-                             ? static_cast<int64_t>(total)
-                             : 0;
+    if (null_io_)
+      return p.type == block::RequestType::kRead || p.type == block::RequestType::kWrite
+                 ? static_cast<int64_t>(total)
+                 : 0;
     uint64_t at = p.offset;
     switch (p.type) {
       case block::RequestType::kRead:

@@ -366,6 +366,19 @@ TEST_F(NetDeviceTest, ReceiveWaitsForBuffersInsteadOfDropping) {
   EXPECT_GE(line_.count, 1);
 }
 
+TEST_F(NetDeviceTest, WithEventIdxADryRingAsksForAKickAtTheNextBuffer) {
+  Activate(0, /*event_idx=*/true);
+  EXPECT_EQ(rx_->AvailEvent(), 0);
+  PostRx(0, 2, 2048);
+  dev_->ProcessQueue(kNetRxQueue);
+  HostSends("one");
+  HostSends("two");
+  Pump();
+  EXPECT_EQ(dev_->counters().rx_packets, 2u);
+  EXPECT_FALSE(dev_->rx_armed());
+  EXPECT_EQ(rx_->AvailEvent(), 2);  // kick me when buffer #3 is posted
+}
+
 TEST_F(NetDeviceTest, MergeableBuffersSpreadOneFrameOverSeveralChains) {
   Activate(FeatureBit(net::kVirtioNetFMrgRxbuf));
   PostRx(0, 8, 512);  // 8 x 512 bytes: enough for one full-size frame

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -55,7 +56,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t pos = 0;
   for (size_t i = 0; i < nsegs; ++i) {
     bufs[i].resize(lens[i]);
-    for (size_t j = 0; j < lens[i] && size > 0; ++j) bufs[i][j] = data[pos++ % size];
+    for (size_t j = 0; j < lens[i] && size > 0;) {
+      const size_t n = std::min(lens[i] - j, size - pos % size);
+      memcpy(bufs[i].data() + j, data + pos % size, n);
+      j += n;
+      pos += n;
+    }
     segs[i] = Segment{bufs[i].data(), lens[i], writable[i]};
     (writable[i] ? chain.writable : chain.readable) += lens[i];
   }
