@@ -59,8 +59,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== keeld --state_dir $tmp/state --run_dir $tmp/run --image_dir $tmp/images"
-build/agent/keeld --state_dir "$tmp/state" --run_dir "$tmp/run" --image_dir "$tmp/images" \
+echo "== keeld --state-dir $tmp/state --run-dir $tmp/run --image-dir $tmp/images"
+build/agent/keeld --state-dir "$tmp/state" --run-dir "$tmp/run" --image-dir "$tmp/images" \
   --socket "$KEEL_SOCKET" --vmm "$PWD/build/vmm/keel-vmm" >"$tmp/keeld.log" 2>&1 &
 keeld_pid=$!
 tries=0

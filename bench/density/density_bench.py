@@ -174,9 +174,9 @@ def run_keel(args, n):
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
     keeld = subprocess.Popen(
-        [args.keeld, "--state_dir", dirs["state"], "--run_dir", dirs["run"], "--image_dir",
+        [args.keeld, "--state-dir", dirs["state"], "--run-dir", dirs["run"], "--image-dir",
          dirs["images"], "--socket", sock, "--vmm", args.vmm,
-         "--cpu_overcommit", str(max(4, n)), "--memory_overcommit", "4"],
+         "--cpu-overcommit", str(max(4, n)), "--memory-overcommit", "4"],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         preexec_fn=raise_limits)
     procs.append(keeld)

@@ -79,8 +79,8 @@ class Agent:
 
     def start(self):
         self.proc = subprocess.Popen(
-            self.prefix() + [KEELD, "--state_dir", self.state, "--run_dir", self.run,
-                             "--image_dir", self.images, "--socket", self.socket,
+            self.prefix() + [KEELD, "--state-dir", self.state, "--run-dir", self.run,
+                             "--image-dir", self.images, "--socket", self.socket,
                              "--vmm", VMM],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
