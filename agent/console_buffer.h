@@ -14,7 +14,7 @@ namespace keel::agent {
 
 class ConsoleBuffer {
  public:
-  explicit ConsoleBuffer(size_t capacity) : ring_(capacity == 0 ? 1 : capacity) {}
+  explicit ConsoleBuffer(size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
 
   void Append(uint64_t offset, const uint8_t* data, size_t size);
 
@@ -28,10 +28,16 @@ class ConsoleBuffer {
 
   uint64_t start_offset() const { return end_ - size_; }
   uint64_t end_offset() const { return end_; }
-  size_t capacity() const { return ring_.size(); }
+  size_t capacity() const { return capacity_; }
+  // Bytes of storage allocated so far.
+  size_t allocated() const { return ring_.size(); }
 
  private:
-  std::vector<uint8_t> ring_;
+  // Makes room for `bytes` (<= capacity) held at once, keeping what is held.
+  void Reserve(size_t bytes);
+
+  size_t capacity_;
+  std::vector<uint8_t> ring_;  // positions are offsets modulo ring_.size()
   uint64_t end_ = 0;  // offset after the newest byte
   size_t size_ = 0;   // bytes held (<= capacity)
 };

@@ -9,6 +9,7 @@ namespace keel::agent {
 namespace {
 
 constexpr const char* kSeqCounter = "event_seq";
+constexpr uint64_t kSeqBlock = 1024;
 
 class LogErrors : public kj::TaskSet::ErrorHandler {
  public:
@@ -64,7 +65,7 @@ EventHub::EventHub(Store* store, size_t queue_limit, size_t history_limit)
       tasks_(kj::heap<kj::TaskSet>(log_errors)) {
   if (store_ != nullptr) {
     auto seq = store_->GetCounter(kSeqCounter);
-    if (seq.ok()) seq_ = *seq;
+    if (seq.ok()) seq_ = reserved_ = *seq;
   }
 }
 
@@ -82,8 +83,11 @@ uint64_t EventHub::Publish(rpc::EventType type, const std::string& vm_id,
                 .vm_name = vm_name,
                 .state = state,
                 .message = std::move(message)};
-  if (store_ != nullptr) {
-    absl::Status s = store_->SetCounter(kSeqCounter, seq_);
+  if (store_ != nullptr && seq_ > reserved_) {
+    // Sequence numbers are reserved in blocks, so most events cost no store write; a
+    // restarted agent continues after the last reserved block.
+    reserved_ = seq_ + kSeqBlock - 1;
+    absl::Status s = store_->SetCounter(kSeqCounter, reserved_);
     if (!s.ok()) KEEL_LOG(WARNING) << "event sequence not persisted: " << s;
   }
   history_.push_back(r);

@@ -6,8 +6,9 @@
 // is dropped — its sink released, so its stream ends — and never slows the agent or other
 // watchers. Recent events are kept so a watcher can resume after a sequence number.
 //
-// Sequence numbers increase by one per event and survive restarts (persisted in the store
-// when one is given).
+// Sequence numbers increase by one per event while the agent runs and keep increasing across
+// restarts (blocks of them are reserved in the store when one is given, so a restart may skip
+// some numbers).
 //
 // Threading: event loop thread only. The hub must outlive nothing in particular: Handles given
 // to clients may outlive it and then do nothing when released.
@@ -65,6 +66,7 @@ class EventHub {
   size_t queue_limit_;
   size_t history_limit_;
   uint64_t seq_ = 0;
+  uint64_t reserved_ = 0;  // highest sequence number reserved in the store
   uint64_t next_watcher_ = 1;
   uint64_t dropped_ = 0;
   std::deque<EventRecord> history_;

@@ -351,7 +351,9 @@ kj::Promise<absl::StatusOr<std::string>> VmManager::CreateVm(std::string request
              .spec = spec.Serialize(),
              .desired = static_cast<int>(spec.auto_start ? rpc::VmState::RUNNING
                                                          : rpc::VmState::STOPPED),
-             .state = static_cast<int>(rpc::VmState::STOPPED),
+             // With autoStart the start's intent goes in with the record (one store write).
+             .state = static_cast<int>(spec.auto_start ? rpc::VmState::STARTING
+                                                       : rpc::VmState::STOPPED),
              .created_ns = NowNs(),
              .last_error = "",
              .nics = *std::move(nics)};
@@ -362,7 +364,7 @@ kj::Promise<absl::StatusOr<std::string>> VmManager::CreateVm(std::string request
   KEEL_LOG(INFO) << "created VM " << spec.name << " (" << id << ")";
   if (!spec.auto_start) return absl::StatusOr<std::string>(id);
 
-  return Serialized(ref, [this, id]() { return DoStart(id); })
+  return Serialized(ref, [this, id]() { return DoStart(id, /*intent_recorded=*/true); })
       .then([this, id](absl::Status s) -> absl::StatusOr<std::string> {
         if (s.ok()) return id;
         Vm* vm = Find(id);
@@ -464,7 +466,7 @@ absl::StatusOr<VmmLaunch> VmManager::PrepareLaunch(Vm& vm) {
   return launch;
 }
 
-kj::Promise<absl::Status> VmManager::DoStart(std::string id) {
+kj::Promise<absl::Status> VmManager::DoStart(std::string id, bool intent_recorded) {
   Vm* vm = Find(id);
   if (vm == nullptr) return absl::NotFoundError(absl::StrCat("VM ", id, " was deleted"));
   if (vm->vmm) return absl::OkStatus();  // already running
@@ -473,7 +475,9 @@ kj::Promise<absl::Status> VmManager::DoStart(std::string id) {
   vm->row.pid = 0;
   vm->stop_requested = false;
   // Intent first: a keeld killed from here on finds `starting` and cleans up on restart.
-  if (absl::Status s = Persist(*vm); !s.ok()) return s;
+  if (!intent_recorded) {
+    if (absl::Status s = Persist(*vm); !s.ok()) return s;
+  }
 
   auto fail = [this](Vm& vm, absl::Status s) {
     DeleteTaps(vm);

@@ -105,7 +105,8 @@ class VmManager {
   absl::Status ValidateSpec(const VmSpecData& spec) const;
   absl::StatusOr<std::vector<NicRow>> AllocateNics(const std::string& id,
                                                     const VmSpecData& spec);
-  kj::Promise<absl::Status> DoStart(std::string id);
+  // `intent_recorded`: the store already says `starting` (createVm with autoStart).
+  kj::Promise<absl::Status> DoStart(std::string id, bool intent_recorded = false);
   absl::StatusOr<VmmLaunch> PrepareLaunch(Vm& vm);
   void Running(Vm& vm, kj::Own<VmmProcess> vmm, rpc::VmState state, bool attached);
   void HandleExit(const std::string& id, VmmProcess* vmm, const VmmExit& exit);

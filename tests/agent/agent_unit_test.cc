@@ -338,7 +338,34 @@ TEST(EventHubTest, SequenceNumbersContinueAcrossRestarts) {
   kj::EventLoop loop;
   kj::WaitScope ws(loop);
   EventHub hub(store->get(), 16, 16);
-  EXPECT_EQ(hub.Publish(rpc::EventType::STOPPED, "id", "vm", rpc::VmState::STOPPED, ""), 3u);
+  uint64_t next = hub.Publish(rpc::EventType::STOPPED, "id", "vm", rpc::VmState::STOPPED, "");
+  EXPECT_GT(next, 2u);
+  EXPECT_EQ(hub.Publish(rpc::EventType::DELETED, "id", "vm", rpc::VmState::DELETED, ""), next + 1);
+}
+
+}  // namespace
+}  // namespace keel::agent
+
+namespace keel::agent {
+namespace {
+
+TEST(ConsoleBufferTest, StorageGrowsWithUseUpToTheCapacity) {
+  ConsoleBuffer b(1 << 20);
+  EXPECT_EQ(b.allocated(), 0u);
+  std::string line = "keeltest: idle\n";
+  b.Append(0, reinterpret_cast<const uint8_t*>(line.data()), line.size());
+  EXPECT_LE(b.allocated(), 4096u);
+  std::string big(300000, 'x');
+  big[0] = 'a';
+  big.back() = 'z';
+  b.Append(line.size(), reinterpret_cast<const uint8_t*>(big.data()), big.size());
+  EXPECT_LE(b.allocated(), 1u << 20);
+  auto all = b.Read(0, 1 << 20);
+  EXPECT_EQ(all.data, line + big);
+  std::string more(2 << 20, 'y');
+  b.Append(b.end_offset(), reinterpret_cast<const uint8_t*>(more.data()), more.size());
+  EXPECT_EQ(b.allocated(), 1u << 20);
+  EXPECT_EQ(b.Read(0, 1 << 21).data, std::string(1 << 20, 'y'));
 }
 
 }  // namespace
