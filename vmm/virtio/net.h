@@ -78,9 +78,10 @@ struct TxFrame {
 
 // Checks one transmit chain and lays it out in `iov` for writing to a tap that uses
 // `hdr_size`-byte headers (10 or 12): iov[0] points at out->header, the rest at the frame's
-// bytes in the segments. `iov` needs room for 1 + segments.size() entries (fewer: kOversize
-// never, the frame is dropped as kChain). `features`: the negotiated virtio-net features,
-// which decide the offloads a header may ask for. Pure: reads only the segments' bytes.
+// bytes in the segments. `iov` needs room for 1 + segments.size() entries; with less, the
+// frame is dropped as kChain. `features`: the negotiated virtio-net features, which decide the
+// offloads a header may ask for. Pure: reads only the segments' bytes; out->header is a copy,
+// so the guest cannot change the header between this check and the write.
 void ParseTxChain(const Chain& chain, std::span<const Segment> segments, uint64_t features,
                   uint32_t hdr_size, std::span<iovec> iov, TxFrame* out);
 
