@@ -89,6 +89,11 @@ absl::StatusOr<std::string> Attach(int fd, absl::string_view name, short flags, 
     return absl::AlreadyExistsError(absl::StrCat(
         "network interface ", label, " already exists; pick another tap name or delete it"));
   }
+  if (!create && err == EBUSY) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "tap ", label, " is in use: another process has it open (a single-queue tap has one "
+        "reader; stop the other VMM or use another tap)"));
+  }
   if (!create && err == EINVAL) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot open ", label, " as a tap with ", queues,

@@ -12,11 +12,11 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "block/raw_file.h"
+#include "net/tap.h"
+#include "net/vnet_hdr.h"
 #include "vmm/boot/image_reader.h"
 #include "vmm/boot/loader.h"
 #include "vmm/layout.h"
-#include "net/tap.h"
-#include "net/vnet_hdr.h"
 #include "vmm/virtio/net.h"
 
 namespace keel::vmm {

@@ -15,6 +15,7 @@
 
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -167,6 +168,14 @@ TEST_F(VmmProcessTest, InfoPauseResumeStatsConsoleThenGracefulShutdown) {
   EXPECT_EQ(info.getState(), vrpc::RunState::RUNNING);
   EXPECT_NE(vmm.start_time(), 0u);
   EXPECT_EQ(vmm.start_time(), VmmProcess::ProcessStartTime(vmm.pid()));
+  {
+    // Field 22 of /proc/PID/stat, counted independently (comm is "(keel-vmm)").
+    std::string stat = ReadFile("/proc/" + std::to_string(vmm.pid()) + "/stat");
+    std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 22; ++i) fields >> field;
+    EXPECT_EQ(std::to_string(vmm.start_time()), field);
+  }
 
   std::string console = WaitForConsole(control, "keeltest: idle\n");
   EXPECT_THAT(console, HasSubstr("keel-guest: booted pvh"));

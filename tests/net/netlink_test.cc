@@ -211,6 +211,33 @@ TEST_F(NetlinkTest, VethPeerIsCreatedInAnotherNamespace) {
   EXPECT_FALSE(*inside->LinkExists("kv1"));
 }
 
+TEST_F(NetlinkTest, VethWhosePeerNameIsTakenThereLeavesNothingBehind) {
+  absl::StatusOr<Netns> ns = Netns::Create();
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  absl::StatusOr<NetlinkSocket> inside = NetlinkSocket::OpenInNetns(ns->fd());
+  ASSERT_TRUE(inside.ok()) << inside.status();
+  ASSERT_TRUE(inside->CreateBridge({.name = "kv1"}).ok());
+
+  absl::Status status = nl_->CreateVeth(
+      {.name = "kv0", .peer_name = "kv1", .peer_netns = NetnsRef::Fd(ns->fd())});
+
+  EXPECT_TRUE(absl::IsAlreadyExists(status)) << status;
+  EXPECT_FALSE(*nl_->LinkExists("kv0"));
+  EXPECT_EQ(inside->GetLink("kv1")->kind, "bridge");  // untouched
+}
+
+TEST_F(NetlinkTest, WithoutNetAdminVethCreationIsPermissionDeniedAndLeavesNothing) {
+  absl::Status status;
+  testing::RunWithoutNetAdmin([&] {
+    absl::StatusOr<NetlinkSocket> nl = NetlinkSocket::Open();
+    ASSERT_TRUE(nl.ok()) << nl.status();
+    status = nl->CreateVeth({.name = "kv0", .peer_name = "kv1"});
+  });
+  EXPECT_TRUE(absl::IsPermissionDenied(status)) << status;
+  EXPECT_FALSE(*nl_->LinkExists("kv0"));
+  EXPECT_FALSE(*nl_->LinkExists("kv1"));
+}
+
 TEST_F(NetlinkTest, LinkMovesToAnotherNamespaceAndBackByPid) {
   absl::StatusOr<Netns> ns = Netns::Create();
   ASSERT_TRUE(ns.ok()) << ns.status();

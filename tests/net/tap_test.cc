@@ -140,6 +140,17 @@ TEST_F(TapTest, PersistentTapOutlivesItsFdsAndReopensByName) {
   EXPECT_EQ(nl_->GetLink("ktap0")->mac, kHostMac);
 }
 
+TEST_F(TapTest, OpenOfATapInUseIsFailedPrecondition) {
+  absl::StatusOr<Tap> first = Tap::Create("kt0", {.persistent = true});
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  absl::StatusOr<Tap> second = Tap::Open("kt0");
+
+  EXPECT_TRUE(absl::IsFailedPrecondition(second.status())) << second.status();
+  EXPECT_THAT(second.status().message(), HasSubstr("in use"));
+  ASSERT_TRUE(first->SetPersistent(false).ok());
+}
+
 TEST_F(TapTest, OpenWithMismatchedQueuesFails) {
   absl::StatusOr<Tap> created = Tap::Create("ktap0", {.persistent = true});
   ASSERT_TRUE(created.ok()) << created.status();

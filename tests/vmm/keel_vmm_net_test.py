@@ -218,6 +218,22 @@ class NetPingTest(unittest.TestCase):
         self.assertEqual(len(lines), 1, r.stderr)
         self.assertTrue(lines[0].startswith("keel-vmm: error: --net tap=nosuchtap"), r.stderr)
 
+    def test_tap_in_use_is_a_clear_error(self):
+        with Topology() as topo:
+            # The first VMM holds tap0 while a second one tries to open it.
+            first = Vmm(topo, "idle")
+            try:
+                self.assertIsNotNone(first.wait_for("keel-guest: booted"), first.lines)
+                r = subprocess.run(topo.in_vm_ns([VMM, "--kernel", ELF, "--net", "tap=tap0"]),
+                                   stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                   timeout=TIMEOUT_S)
+            finally:
+                first.proc.kill()
+                first.finish()
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+        self.assertIn("--net tap=tap0: tap tap0 is in use", r.stderr)
+
     def test_fd_that_is_not_a_tap_is_a_clear_error(self):
         with open(os.devnull) as f:
             fd = f.fileno()

@@ -126,6 +126,11 @@ absl::Status BlockDevice::Activate(ActivateContext context) {
   if (context.queues.size() != 1 || !context.queues[0].active()) {
     return absl::FailedPreconditionError("virtio-blk: the request queue is not ready");
   }
+  // Request state is indexed by descriptor head: the transport caps the size at
+  // max_queue_size(), checked again here because a head beyond the slots would be fatal.
+  if (context.queues[0].size() > slots_.size()) {
+    return absl::FailedPreconditionError("virtio-blk: queue larger than QueueNumMax");
+  }
   memory_ = context.memory;
   queue_ = &context.queues[0];
   interrupt_ = context.interrupt;

@@ -9,7 +9,9 @@
 
 namespace keel::vmm::virtio {
 
-struct DeviceBlockStats {
+// At namespace scope (not nested in DeviceStats): clang cannot default-construct a nested
+// struct with member initializers inside std::optional of its enclosing class.
+struct BlockStats {
   uint64_t read_ops = 0;
   uint64_t write_ops = 0;
   uint64_t flush_ops = 0;
@@ -18,7 +20,7 @@ struct DeviceBlockStats {
   uint64_t errors = 0;  // requests completed with an error status
 };
 
-struct DeviceNetStats {
+struct NetStats {
   uint64_t rx_packets = 0;  // to the guest
   uint64_t tx_packets = 0;  // from the guest
   uint64_t rx_bytes = 0;
@@ -27,10 +29,8 @@ struct DeviceNetStats {
 };
 
 struct DeviceStats {
-  // (Defined outside: a nested struct with member initializers cannot be default-constructed
-  // inside std::optional before the enclosing class is complete, says clang.)
-  using Block = DeviceBlockStats;
-  using Net = DeviceNetStats;
+  using Block = BlockStats;
+  using Net = NetStats;
   std::optional<Block> block;
   std::optional<Net> net;
 };

@@ -82,13 +82,20 @@ bool OffloadsAllowed(const VirtioNetHdr& h, uint64_t features, uint64_t frame_le
 
 const char* TxDropName(TxDrop drop) {
   switch (drop) {
-    case TxDrop::kNone: return "none";
-    case TxDrop::kChain: return "unusable descriptor chain";
-    case TxDrop::kWritable: return "device-writable buffer in a transmit chain";
-    case TxDrop::kShortHeader: return "chain shorter than the virtio-net header";
-    case TxDrop::kShortFrame: return "frame shorter than an Ethernet header";
-    case TxDrop::kOversize: return "frame larger than 64 KiB";
-    case TxDrop::kBadOffload: return "header asks for an offload that was not negotiated";
+    case TxDrop::kNone:
+      return "none";
+    case TxDrop::kChain:
+      return "unusable descriptor chain";
+    case TxDrop::kWritable:
+      return "device-writable buffer in a transmit chain";
+    case TxDrop::kShortHeader:
+      return "chain shorter than the virtio-net header";
+    case TxDrop::kShortFrame:
+      return "frame shorter than an Ethernet header";
+    case TxDrop::kOversize:
+      return "frame larger than 64 KiB";
+    case TxDrop::kBadOffload:
+      return "header asks for an offload that was not negotiated";
   }
   return "?";
 }
@@ -153,7 +160,8 @@ absl::StatusOr<std::unique_ptr<NetDevice>> NetDevice::Create(ScopedFd tap,
   if (!state.tap || !state.vnet_hdr) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "%s is not a tap opened with IFF_VNET_HDR (virtio-net passes the virtio-net header "
-        "through)", state.name));
+        "through)",
+        state.name));
   }
   if (options.queue_size == 0 || options.queue_size > kMaxQueueSize ||
       (options.queue_size & (options.queue_size - 1)) != 0) {
@@ -162,8 +170,7 @@ absl::StatusOr<std::unique_ptr<NetDevice>> NetDevice::Create(ScopedFd tap,
                         options.queue_size, kMaxQueueSize));
   }
   if (options.mtu != 0 && (options.mtu < 68 || options.mtu > 65535)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("mtu %u is not in 68..65535", options.mtu));
+    return absl::InvalidArgumentError(absl::StrFormat("mtu %u is not in 68..65535", options.mtu));
   }
   KEEL_RETURN_IF_ERROR(options.mac.CheckValidUnicast());
   const int flags = fcntl(tap.get(), F_GETFL);
@@ -219,8 +226,8 @@ absl::Status NetDevice::Activate(ActivateContext context) {
        !Has(f, net::kVirtioNetFCsum)) ||
       ((Has(f, net::kVirtioNetFGuestTso4) || Has(f, net::kVirtioNetFGuestTso6)) &&
        !Has(f, net::kVirtioNetFGuestCsum))) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "driver features %#x: a TSO feature without its checksum feature", f));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("driver features %#x: a TSO feature without its checksum feature", f));
   }
   hdr_size_ = net::VnetHdrSizeForFeatures(f);
   KEEL_RETURN_IF_ERROR(net::SetTapVnetHdrSize(tap_.get(), hdr_size_));
@@ -323,15 +330,16 @@ void NetDevice::Interrupt(Queue& q) {
 bool NetDevice::SendOne(uint16_t head) {
   const Chain chain = tx_->ReadChain(head, tx_segs_);
   TxFrame frame;
-  ParseTxChain(chain, std::span<const Segment>(tx_segs_.data(), chain.count), features_,
-               hdr_size_, tx_iov_, &frame);
+  ParseTxChain(chain, std::span<const Segment>(tx_segs_.data(), chain.count), features_, hdr_size_,
+               tx_iov_, &frame);
   if (frame.drop != TxDrop::kNone) {
     ++counters_.tx_dropped;
     if (!warned_tx_error_) {
       warned_tx_error_ = true;
       KEEL_LOG(WARNING) << "virtio-net: dropping a transmit chain: " << TxDropName(frame.drop)
-                        << (frame.drop == TxDrop::kChain ? absl::StrCat(" (", ChainErrorName(chain.error), ")")
-                                                         : std::string())
+                        << (frame.drop == TxDrop::kChain
+                                ? absl::StrCat(" (", ChainErrorName(chain.error), ")")
+                                : std::string())
                         << " (further drops are only counted)";
     }
     tx_->PushUsed(head, 0);
@@ -412,7 +420,7 @@ bool NetDevice::FillRxCache(uint64_t need, bool* broken) {
         warned_rx_error_ = true;
         KEEL_LOG(WARNING) << "virtio-net: returning an unusable receive chain: "
                           << (chain.error != ChainError::kNone ? ChainErrorName(chain.error)
-                              : chain.readable != 0 ? "device-readable buffer"
+                              : chain.readable != 0            ? "device-readable buffer"
                                                     : "smaller than the virtio-net header")
                           << " (further ones are only counted)";
       }

@@ -59,12 +59,12 @@ inline constexpr size_t kNetMaxSegments = 64;
 // Why a transmit chain was dropped.
 enum class TxDrop : uint8_t {
   kNone,
-  kChain,          // the chain itself is unusable (Chain::error)
-  kWritable,       // a device-writable buffer in a transmit chain
-  kShortHeader,    // fewer bytes than a virtio-net header
-  kShortFrame,     // less than an Ethernet header after the virtio-net header
-  kOversize,       // a frame larger than kNetMaxFrame
-  kBadOffload,     // header asks for an offload that was not negotiated, or is malformed
+  kChain,        // the chain itself is unusable (Chain::error)
+  kWritable,     // a device-writable buffer in a transmit chain
+  kShortHeader,  // fewer bytes than a virtio-net header
+  kShortFrame,   // less than an Ethernet header after the virtio-net header
+  kOversize,     // a frame larger than kNetMaxFrame
+  kBadOffload,   // header asks for an offload that was not negotiated, or is malformed
 };
 const char* TxDropName(TxDrop drop);
 
@@ -79,9 +79,10 @@ struct TxFrame {
 
 // Checks one transmit chain and lays it out in `iov` for writing to a tap that uses
 // `hdr_size`-byte headers (10 or 12): iov[0] points at out->header, the rest at the frame's
-// bytes in the segments. `iov` needs room for 1 + segments.size() entries (fewer: kOversize
-// never, the frame is dropped as kChain). `features`: the negotiated virtio-net features,
-// which decide the offloads a header may ask for. Pure: reads only the segments' bytes.
+// bytes in the segments. `iov` needs room for 1 + segments.size() entries; with less, the
+// frame is dropped as kChain. `features`: the negotiated virtio-net features, which decide the
+// offloads a header may ask for. Pure: reads only the segments' bytes; out->header is a copy,
+// so the guest cannot change the header between this check and the write.
 void ParseTxChain(const Chain& chain, std::span<const Segment> segments, uint64_t features,
                   uint32_t hdr_size, std::span<iovec> iov, TxFrame* out);
 
@@ -94,13 +95,13 @@ struct NetDeviceOptions {
 struct NetCounters {
   uint64_t tx_packets = 0;
   uint64_t tx_bytes = 0;
-  uint64_t tx_dropped = 0;   // bad chains, tap write errors
+  uint64_t tx_dropped = 0;  // bad chains, tap write errors
   uint64_t rx_packets = 0;
   uint64_t rx_bytes = 0;
-  uint64_t rx_dropped = 0;   // frames read but undeliverable (bad buffers)
-  uint64_t rx_truncated = 0; // frames larger than the buffers the guest posted (dropped)
+  uint64_t rx_dropped = 0;    // frames read but undeliverable (bad buffers)
+  uint64_t rx_truncated = 0;  // frames larger than the buffers the guest posted (dropped)
   uint64_t rx_bad_chains = 0;
-  uint64_t rx_stalls = 0;    // receive passes that ended with the ring dry (tap unwatched)
+  uint64_t rx_stalls = 0;  // receive passes that ended with the ring dry (tap unwatched)
   uint64_t interrupts = 0;
 };
 
@@ -172,7 +173,7 @@ class NetDevice : public VirtioDevice {
   bool broken_ = false;
   bool mrg_rxbuf_ = false;
   uint32_t hdr_size_ = net::kVnetHdrSize;
-  uint64_t rx_need_ = 0;  // bytes of buffers to have in hand before reading a frame
+  uint64_t rx_need_ = 0;                // bytes of buffers to have in hand before reading a frame
   std::optional<uint16_t> tx_pending_;  // a chain the tap refused with EAGAIN
   uint64_t generation_ = 0;             // bumped on reset: stale posted passes do nothing
   bool rx_stopped_ = false;             // the tap failed a read: receive is off until reset
@@ -182,8 +183,8 @@ class NetDevice : public VirtioDevice {
   // Preallocated scratch (sized in the constructor).
   std::vector<Segment> tx_segs_;
   std::vector<iovec> tx_iov_;
-  std::vector<Segment> rx_segs_;     // kNetMaxSegments per queue slot
-  std::vector<RxChain> rx_cache_;    // ring buffer of queue_size entries
+  std::vector<Segment> rx_segs_;   // kNetMaxSegments per queue slot
+  std::vector<RxChain> rx_cache_;  // ring buffer of queue_size entries
   size_t rx_cache_start_ = 0;
   size_t rx_cache_count_ = 0;
   uint64_t rx_cache_bytes_ = 0;

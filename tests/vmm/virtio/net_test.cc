@@ -82,7 +82,7 @@ TEST(ParseTxChainTest, HeaderAndFrameInSeparateBuffers) {
   ASSERT_EQ(f.drop, TxDrop::kNone);
   EXPECT_EQ(f.frame_len, 60u);
   EXPECT_EQ(f.iov_count, 2u);
-  EXPECT_EQ(c.iov[0].iov_base, &f.header);  // written from the checked copy
+  EXPECT_EQ(c.iov[0].iov_base, &f.header);         // written from the checked copy
   EXPECT_EQ(c.iov[1].iov_base, c.bufs[1].data());  // the frame straight from guest memory
 }
 
@@ -253,9 +253,9 @@ class NetDeviceTest : public net::testing::NetTest {
   }
   VirtioNetHdr RxHeader(const testing::UsedElem& e) {
     VirtioNetHdr h;
-    EXPECT_TRUE(mem_->Read(kRxBufs + e.id * 0x4000ull,
-                           std::span(reinterpret_cast<uint8_t*>(&h), sizeof(h)))
-                    .ok());
+    EXPECT_TRUE(
+        mem_->Read(kRxBufs + e.id * 0x4000ull, std::span(reinterpret_cast<uint8_t*>(&h), sizeof(h)))
+            .ok());
     return h;
   }
 
@@ -294,10 +294,12 @@ TEST_F(NetDeviceTest, TransmitsFramesStraightFromGuestBuffersAndSkipsHostileOnes
   ASSERT_TRUE(mem_->Write(kTxBufs, Header()).ok());
   ASSERT_TRUE(mem_->Write(kTxBufs + 0x1000, frame).ok());
   // Good, then outside memory, then a too-short header, then good again.
-  tx_->Publish(tx_->AddChain({{kTxBufs, 12}, {kTxBufs + 0x1000, static_cast<uint32_t>(frame.size())}}));
+  tx_->Publish(
+      tx_->AddChain({{kTxBufs, 12}, {kTxBufs + 0x1000, static_cast<uint32_t>(frame.size())}}));
   tx_->Publish(tx_->AddChain({{kTxBufs, 12}, {kMemSize - 8, 64}}));
   tx_->Publish(tx_->AddChain({{kTxBufs, 6}}));
-  tx_->Publish(tx_->AddChain({{kTxBufs, 12}, {kTxBufs + 0x1000, static_cast<uint32_t>(frame.size())}}));
+  tx_->Publish(
+      tx_->AddChain({{kTxBufs, 12}, {kTxBufs + 0x1000, static_cast<uint32_t>(frame.size())}}));
   dev_->ProcessQueue(kNetTxQueue);
   for (int i = 0; i < 2; ++i) {
     auto got = net::testing::ReadTestFrame(sock_.get(), 0);
@@ -347,7 +349,7 @@ TEST_F(NetDeviceTest, ReceiveWaitsForBuffersInsteadOfDropping) {
   dev_->ProcessQueue(kNetRxQueue);  // the driver's kick
   Pump();
   EXPECT_EQ(dev_->counters().rx_packets, 1u);
-  EXPECT_FALSE(dev_->rx_armed());   // ring empty again: back-pressure
+  EXPECT_FALSE(dev_->rx_armed());  // ring empty again: back-pressure
   EXPECT_GE(dev_->counters().rx_stalls, 1u);
 
   PostRx(1, 4, 2048);
@@ -405,8 +407,8 @@ TEST_F(NetDeviceTest, MergeableBuffersSpreadOneFrameOverSeveralChains) {
 
 TEST_F(NetDeviceTest, UnusableReceiveChainsAreReturnedEmpty) {
   Activate(0);
-  rx_->Publish(rx_->AddChain({{kRxBufs, 2048, false}}));  // device-readable
-  rx_->Publish(rx_->AddChain({{kRxBufs, 8, true}}));      // smaller than a header
+  rx_->Publish(rx_->AddChain({{kRxBufs, 2048, false}}));        // device-readable
+  rx_->Publish(rx_->AddChain({{kRxBufs, 8, true}}));            // smaller than a header
   rx_->Publish(rx_->AddChain({{kMemSize - 100, 2048, true}}));  // outside memory
   PostRx(3, 1, 2048);
   dev_->ProcessQueue(kNetRxQueue);

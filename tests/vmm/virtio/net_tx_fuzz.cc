@@ -4,10 +4,10 @@
 // the iovec span, and a frame it accepts must be exactly header + frame bytes of the chain.
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -30,8 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t features;
   memcpy(&features, data, 8);
   const uint32_t hdr_size = data[8] % 3 == 0 ? 10 : data[8] % 3 == 1 ? 12 : data[8] % 16;
-  const ChainError error = data[9] % 8 == 0 ? static_cast<ChainError>(data[9] / 8 % 7)
-                                            : ChainError::kNone;
+  const ChainError error =
+      data[9] % 8 == 0 ? static_cast<ChainError>(data[9] / 8 % 7) : ChainError::kNone;
   const size_t nsegs = data[10] % (kNetMaxSegments + 1);
   const size_t iov_room = data[11] % (kNetMaxSegments + 3);
   data += 12;
