@@ -29,6 +29,7 @@
 #include "net/bridged_tap.h"
 #include "net/netlink.h"
 #include "rpc/keel.capnp.h"
+#include "rpc/vmm.capnp.h"
 #include "sqlite3.h"
 
 namespace keel::agent {
@@ -669,10 +670,32 @@ TEST_F(KeeldTest, RestartReconcilesWhatHappenedWhileKeeldWasDown) {
     crashed_id = a.getResult().getVm().getInfo().getId();
     crashed_pid = a.getResult().getVm().getInfo().getPid();
   }
+  std::string clean_id;
+  int32_t clean_pid = 0;
+  {
+    auto b = Create("b", "stops-while-down");
+    ASSERT_TRUE(b.getResult().isVm());
+    clean_id = b.getResult().getVm().getInfo().getId();
+    clean_pid = b.getResult().getVm().getInfo().getPid();
+  }
   agent_.reset();
   client_.reset();
   StopKeeld(SIGKILL);
   kill(crashed_pid, SIGKILL);
+  {
+    // The other VMM is told to stop through its own control socket: it exits cleanly and
+    // writes its exit file, with no keeld to watch.
+    capnp::EzRpcClient vmm(
+        kj::str("unix:", dir_.c_str(), "/run/vms/", clean_id.c_str(), "/control.sock"));
+    auto control = vmm.getMain<rpc::vmm::VmmControl>();
+    auto req = control.shutdownRequest();
+    req.setHard(true);
+    kj::runCatchingExceptions([&]() { req.send().wait(vmm.getWaitScope()); });
+  }
+  for (int i = 0; i < 1500 && kill(clean_pid, 0) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_NE(kill(clean_pid, 0), 0) << "keel-vmm did not exit after shutdown(hard)";
   // Leftovers of an interrupted operation: a run directory and a VMM the store does not know.
   pid_t stray = FakeVmm("stray");
   StartKeeld();
@@ -687,6 +710,12 @@ TEST_F(KeeldTest, RestartReconcilesWhatHappenedWhileKeeldWasDown) {
   EXPECT_EQ(info.getState(), VmState::CRASHED);
   EXPECT_GT(info.getLastError().size(), 0u);
   EXPECT_EQ(info.getPid(), 0);
+  auto get_clean = agent_->getVmRequest();
+  get_clean.setVm(clean_id);
+  auto clean_response = get_clean.send().wait(ws());
+  auto clean = clean_response.getResult().getVm().getInfo();
+  EXPECT_EQ(clean.getState(), VmState::STOPPED);
+  EXPECT_EQ(clean.getLastExitStatus(), 0);
 }
 
 }  // namespace
