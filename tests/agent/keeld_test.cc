@@ -211,6 +211,14 @@ class KeeldTest : public ::testing::Test {
     return req.send().wait(ws());
   }
 
+  // Creates a running idle VM; its id and VMM pid (0 if it failed).
+  std::pair<std::string, int32_t> CreateRunning(const std::string& name) {
+    auto r = Create("req-" + name, name);
+    if (!r.getResult().isVm()) return {"", 0};
+    auto info = r.getResult().getVm().getInfo();
+    return {info.getId(), info.getPid()};
+  }
+
   rpc::VmInfo::Reader InfoOf(capnp::Response<rpc::Vm::InfoResults>& r) {
     return r.getResult().getInfo();
   }
@@ -662,22 +670,10 @@ TEST_F(KeeldTest, FollowConsoleAndReboot) {
 }
 
 TEST_F(KeeldTest, RestartReconcilesWhatHappenedWhileKeeldWasDown) {
-  std::string crashed_id;
-  int32_t crashed_pid = 0;
-  {
-    auto a = Create("a", "dies-while-down");
-    ASSERT_TRUE(a.getResult().isVm());
-    crashed_id = a.getResult().getVm().getInfo().getId();
-    crashed_pid = a.getResult().getVm().getInfo().getPid();
-  }
-  std::string clean_id;
-  int32_t clean_pid = 0;
-  {
-    auto b = Create("b", "stops-while-down");
-    ASSERT_TRUE(b.getResult().isVm());
-    clean_id = b.getResult().getVm().getInfo().getId();
-    clean_pid = b.getResult().getVm().getInfo().getPid();
-  }
+  auto [crashed_id, crashed_pid] = CreateRunning("dies-while-down");
+  auto [clean_id, clean_pid] = CreateRunning("stops-while-down");
+  ASSERT_GT(crashed_pid, 0);
+  ASSERT_GT(clean_pid, 0);
   agent_.reset();
   client_.reset();
   StopKeeld(SIGKILL);
