@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -88,6 +89,46 @@ std::string ReadText(const std::string& path) {
   return out;
 }
 
+// Flags are spelled with dashes (--state-dir) or underscores; absl knows them with underscores.
+// `--config=FILE` (or absl's --flagfile) is expanded here: one `--flag=value` per line, blank
+// lines and lines starting with '#' ignored, so the file may use dashes too.
+std::vector<std::string> NormalizeArgs(std::vector<std::string> in) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    std::string a = in[i];
+    if (i > 0 && a.rfind("--", 0) == 0) {
+      for (size_t j = 2; j < a.size() && a[j] != '='; ++j) {
+        if (a[j] == '-') a[j] = '_';
+      }
+      for (const char* file_flag : {"--config=", "--flagfile="}) {
+        if (a.rfind(file_flag, 0) != 0) continue;
+        std::string path = a.substr(strlen(file_flag));
+        std::string text = ReadText(path);
+        if (text.empty()) {
+          fprintf(stderr, "keeld: cannot read config file %s\n", path.c_str());
+          exit(2);
+        }
+        std::vector<std::string> lines = {""};
+        size_t pos = 0;
+        while (pos <= text.size()) {
+          size_t nl = text.find('\n', pos);
+          if (nl == std::string::npos) nl = text.size();
+          std::string line = text.substr(pos, nl - pos);
+          while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+          if (!line.empty() && line[0] != '#') lines.push_back(line);
+          pos = nl + 1;
+        }
+        std::vector<std::string> expanded = NormalizeArgs(lines);
+        out.insert(out.end(), expanded.begin() + 1, expanded.end());
+        a.clear();
+      }
+      if (a.empty()) continue;
+    }
+    out.push_back(a);
+  }
+  return out;
+}
+
 // Accepts connections on `listener` forever, one two-party RPC session each.
 class Acceptor : public kj::TaskSet::ErrorHandler {
  public:
@@ -133,15 +174,7 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Keel's host agent.\n  keeld [--state-dir DIR] [--run-dir DIR] [--image-dir DIR] "
       "[--socket PATH] [--flagfile=CONFIG]");
-  // Flags are spelled with dashes (--state-dir); absl knows them with underscores.
-  std::vector<std::string> args(argv, argv + argc);
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string& a = args[i];
-    if (a.rfind("--", 0) != 0) continue;
-    for (size_t j = 2; j < a.size() && a[j] != '='; ++j) {
-      if (a[j] == '-') a[j] = '_';
-    }
-  }
+  std::vector<std::string> args = NormalizeArgs(std::vector<std::string>(argv, argv + argc));
   std::vector<char*> fixed;
   for (std::string& a : args) fixed.push_back(a.data());
   absl::ParseCommandLine(static_cast<int>(fixed.size()), fixed.data());
