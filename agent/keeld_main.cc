@@ -2,6 +2,7 @@
 // TLS client certificates), keeps its state in STATE/keel.db and runs one keel-vmm per VM.
 // SIGTERM/SIGINT stop keeld only: VMs keep running and are re-attached when it starts again.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -182,6 +183,12 @@ int Main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_debug)) SetMinLogLevel(LogLevel::kDebug);
   Config config = ConfigFromFlags();
   signal(SIGPIPE, SIG_IGN);
+  // Each running VM costs keeld a control connection and a pidfd: take every fd allowed.
+  struct rlimit files;
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   if (!MakeDir(config.state_dir, 0700) || !MakeDir(config.run_dir, 0755) ||
       !MakeDir(config.run_dir + "/vms", 0700) || !MakeDir(config.volume_dir, 0700) ||
