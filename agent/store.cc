@@ -103,31 +103,6 @@ class Stmt {
   int rc_;
 };
 
-// Rolls back unless committed.
-class Transaction {
- public:
-  explicit Transaction(sqlite3* db) : db_(db) {
-    ok_ = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK;
-  }
-  ~Transaction() {
-    if (ok_ && !done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  absl::Status Commit() {
-    if (!ok_) return absl::InternalError(absl::StrCat("store: begin: ", sqlite3_errmsg(db_)));
-    done_ = true;
-    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      return absl::InternalError(absl::StrCat("store: commit: ", sqlite3_errmsg(db_)));
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  sqlite3* db_;
-  bool ok_ = false;
-  bool done_ = false;
-};
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
@@ -164,6 +139,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir) {
 }
 
 Store::~Store() {
+  *self_ = nullptr;
+  (void)CommitBatch();
   sqlite3_close(db_);
   if (lock_fd_ >= 0) close(lock_fd_);
 }
@@ -178,8 +155,72 @@ absl::Status Store::Exec(const std::string& sql) {
   return absl::OkStatus();
 }
 
-absl::Status Store::InsertVm(const VmRow& vm) {
-  Transaction tx(db_);
+absl::Status Store::Mutate(Durability durability, const std::function<absl::Status()>& body) {
+  if (!batch_open_) {
+    KEEL_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    batch_open_ = true;
+  }
+  absl::Status s = Exec("SAVEPOINT mutation");
+  if (s.ok()) {
+    s = body();
+    if (sqlite3_get_autocommit(db_) != 0) {
+      // SQLite rolled back the whole batch (an I/O error, say): CommitBatch reports it.
+      if (s.ok()) s = absl::InternalError("store: the transaction was rolled back");
+    } else if (s.ok()) {
+      s = Exec("RELEASE mutation");
+    } else {
+      (void)Exec("ROLLBACK TO mutation");
+      (void)Exec("RELEASE mutation");
+    }
+  }
+  if (durability == Durability::kNow) {
+    absl::Status c = CommitBatch();
+    return s.ok() ? c : s;
+  }
+  ScheduleCommit();
+  return s;
+}
+
+void Store::ScheduleCommit() {
+  if (pending_.has_value() || !batch_open_) return;
+  auto paf = kj::newPromiseAndFulfiller<absl::Status>();
+  pending_.emplace(Pending{paf.promise.fork(), kj::mv(paf.fulfiller)});
+  // After every other ready event (each may add to the batch), before waiting for I/O.
+  // A commit scheduled earlier and overtaken by a kNow one at worst commits a later batch early.
+  kj::evalLast([self = self_] {
+    if (*self != nullptr) (void)(*self)->CommitBatch();
+  }).detach([](kj::Exception&&) {});
+}
+
+kj::Promise<absl::Status> Store::Synced() {
+  if (!batch_open_) return absl::OkStatus();
+  ScheduleCommit();
+  return pending_->promise.addBranch();
+}
+
+absl::Status Store::CommitBatch() {
+  if (!batch_open_) return absl::OkStatus();
+  batch_open_ = false;
+  absl::Status s;
+  if (sqlite3_get_autocommit(db_) != 0) {
+    s = absl::InternalError("store: the batch transaction was rolled back");
+  } else if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    s = absl::InternalError(absl::StrCat("store: commit: ", sqlite3_errmsg(db_)));
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  } else {
+    ++commits_;
+  }
+  if (pending_.has_value()) {
+    kj::Own<kj::PromiseFulfiller<absl::Status>> fulfiller = kj::mv(pending_->fulfiller);
+    // The branches hold the fork hub: dropping it here is fine.
+    pending_.reset();
+    fulfiller->fulfill(absl::Status(s));
+  }
+  return s;
+}
+
+absl::Status Store::InsertVm(const VmRow& vm, Durability durability) {
+  return Mutate(durability, [&]() -> absl::Status {
   {
     Stmt s(db_,
            "INSERT INTO vms(id,name,request_id,spec,desired,state,pid,start_time,created_ns,"
@@ -196,10 +237,12 @@ absl::Status Store::InsertVm(const VmRow& vm) {
     s.Bind(5, nic.tap).Bind(6, int64_t{nic.mtu});
     KEEL_RETURN_IF_ERROR(s.Run("insert nic of vm " + vm.name));
   }
-  return tx.Commit();
+  return absl::OkStatus();
+  });
 }
 
-absl::Status Store::UpdateVm(const VmRow& vm) {
+absl::Status Store::UpdateVm(const VmRow& vm, Durability durability) {
+  return Mutate(durability, [&] {
   Stmt s(db_,
          "UPDATE vms SET desired=?,state=?,pid=?,start_time=?,started_ns=?,last_exit=?,"
          "last_error=? WHERE id=?");
@@ -207,10 +250,11 @@ absl::Status Store::UpdateVm(const VmRow& vm) {
   s.Bind(4, static_cast<int64_t>(vm.start_time)).Bind(5, vm.started_ns);
   s.Bind(6, int64_t{vm.last_exit}).Bind(7, vm.last_error).Bind(8, vm.id);
   return s.Run("update vm " + vm.name);
+  });
 }
 
 absl::Status Store::DeleteVm(const std::string& id) {
-  Transaction tx(db_);
+  return Mutate(Durability::kNow, [&]() -> absl::Status {
   {
     Stmt n(db_, "DELETE FROM nics WHERE vm_id=?");
     n.Bind(1, id);
@@ -219,7 +263,8 @@ absl::Status Store::DeleteVm(const std::string& id) {
     s.Bind(1, id);
     KEEL_RETURN_IF_ERROR(s.Run("delete vm"));
   }
-  return tx.Commit();
+  return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<std::vector<VmRow>> Store::LoadVms() {
@@ -273,16 +318,20 @@ absl::StatusOr<bool> Store::MacInUse(const std::string& mac) {
 }
 
 absl::Status Store::InsertNetwork(const NetworkRow& network) {
+  return Mutate(Durability::kNow, [&] {
   Stmt s(db_, "INSERT INTO networks(name,bridge,mtu,host_address) VALUES(?,?,?,?)");
   s.Bind(1, network.name).Bind(2, network.bridge).Bind(3, int64_t{network.mtu});
   s.Bind(4, network.host_address);
   return s.Run("insert network " + network.name);
+  });
 }
 
 absl::Status Store::DeleteNetwork(const std::string& name) {
+  return Mutate(Durability::kNow, [&] {
   Stmt s(db_, "DELETE FROM networks WHERE name=?");
   s.Bind(1, name);
   return s.Run("delete network " + name);
+  });
 }
 
 absl::StatusOr<std::vector<NetworkRow>> Store::LoadNetworks() {
@@ -301,22 +350,28 @@ absl::StatusOr<std::vector<NetworkRow>> Store::LoadNetworks() {
 }
 
 absl::Status Store::InsertVolume(const VolumeRow& v) {
+  return Mutate(Durability::kNow, [&] {
   Stmt s(db_, "INSERT INTO volumes(name,path,size,state,created_ns) VALUES(?,?,?,?,?)");
   s.Bind(1, v.name).Bind(2, v.path).Bind(3, static_cast<int64_t>(v.size));
   s.Bind(4, int64_t{v.state}).Bind(5, v.created_ns);
   return s.Run("insert volume " + v.name);
+  });
 }
 
 absl::Status Store::UpdateVolume(const VolumeRow& v) {
+  return Mutate(Durability::kNow, [&] {
   Stmt s(db_, "UPDATE volumes SET size=?,state=? WHERE name=?");
   s.Bind(1, static_cast<int64_t>(v.size)).Bind(2, int64_t{v.state}).Bind(3, v.name);
   return s.Run("update volume " + v.name);
+  });
 }
 
 absl::Status Store::DeleteVolume(const std::string& name) {
+  return Mutate(Durability::kNow, [&] {
   Stmt s(db_, "DELETE FROM volumes WHERE name=?");
   s.Bind(1, name);
   return s.Run("delete volume " + name);
+  });
 }
 
 absl::StatusOr<std::vector<VolumeRow>> Store::LoadVolumes() {
@@ -346,11 +401,13 @@ absl::StatusOr<uint64_t> Store::GetCounter(const std::string& key) {
 }
 
 absl::Status Store::SetCounter(const std::string& key, uint64_t value) {
+  return Mutate(Durability::kNow, [&] {
   Stmt s(db_,
          "INSERT INTO meta(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET "
          "value=excluded.value");
   s.Bind(1, key).Bind(2, static_cast<int64_t>(value));
   return s.Run("write counter " + key);
+  });
 }
 
 std::string Store::JournalMode() {

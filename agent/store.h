@@ -6,16 +6,25 @@
 // a crash of keeld or of the host; keeld acknowledges a mutation to its caller only after that.
 // Methods are quick local writes: keeld calls them on its event loop thread.
 //
+// Group commit: InsertVm and UpdateVm with Durability::kGrouped apply the change to an open
+// batch transaction and return; the batch commits (one fsync for every change in it) once the
+// event loop has run everything else that was ready, or earlier when any mutation with the
+// default kNow commits. Synced() resolves after everything applied so far is durable: a caller
+// acknowledges a grouped mutation only after it. Each mutation stays atomic on its own (a
+// failed one undoes only its own changes).
+//
 // Threading: not thread-safe; one Store per keeld, used from the event loop thread only.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kj/async.h"
 
 struct sqlite3;
 
@@ -68,11 +77,20 @@ class Store {
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir);
   ~Store();
 
+  enum class Durability { kNow, kGrouped };
+
   // A VM and its NICs, in one transaction. AlreadyExists if the name, request id, a MAC or a
   // tap name is taken.
-  absl::Status InsertVm(const VmRow& vm);
+  absl::Status InsertVm(const VmRow& vm, Durability durability = Durability::kNow);
   // Rewrites the VM's mutable fields (state, pid, times, errors); NICs are unchanged.
-  absl::Status UpdateVm(const VmRow& vm);
+  absl::Status UpdateVm(const VmRow& vm, Durability durability = Durability::kNow);
+  // Resolves once every change applied so far is committed (at once when none is pending),
+  // with the commit's status. Event loop thread only.
+  kj::Promise<absl::Status> Synced();
+  // Commits the open batch now, if any.
+  absl::Status CommitBatch();
+  // Commits so far, for tests and the benchmark's reading of group sizes.
+  uint64_t commits() const { return commits_; }
   absl::Status DeleteVm(const std::string& id);
   absl::StatusOr<std::vector<VmRow>> LoadVms();
   // Whether any NIC in the store has this MAC.
@@ -98,9 +116,23 @@ class Store {
  private:
   explicit Store(sqlite3* db) : db_(db) {}
   absl::Status Exec(const std::string& sql);
+  // Runs `body` as one atomic step inside the batch (opened if needed); then commits the
+  // batch (kNow) or schedules its commit (kGrouped).
+  absl::Status Mutate(Durability durability, const std::function<absl::Status()>& body);
+  void ScheduleCommit();
 
   sqlite3* db_;
   int lock_fd_ = -1;
+  bool batch_open_ = false;
+  uint64_t commits_ = 0;
+  // The batch's waiters, while a grouped change is pending.
+  struct Pending {
+    kj::ForkedPromise<absl::Status> promise;
+    kj::Own<kj::PromiseFulfiller<absl::Status>> fulfiller;
+  };
+  std::optional<Pending> pending_;
+  // Null once the store is gone (the scheduled commit is owned by the event loop).
+  std::shared_ptr<Store*> self_ = std::make_shared<Store*>(this);
 };
 
 }  // namespace keel::agent

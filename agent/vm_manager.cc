@@ -353,19 +353,35 @@ kj::Promise<absl::StatusOr<std::string>> VmManager::CreateVm(std::string request
       .created_ns = NowNs(),
       .last_error = "",
       .nics = *std::move(nics)};
-  if (absl::Status s = store_.InsertVm(vm->row); !s.ok()) return absl::StatusOr<std::string>(s);
+  // Group commit: concurrent creates share one store commit; the VM's first operation waits
+  // for it, so nothing about the VM is acknowledged (and no VMM exists) before it is durable.
+  if (absl::Status s = store_.InsertVm(vm->row, Store::Durability::kGrouped); !s.ok()) {
+    return absl::StatusOr<std::string>(s);
+  }
   Vm& ref = *vm;
   vms_.emplace(id, std::move(vm));
-  Publish(ref, rpc::EventType::CREATED, "");
-  KEEL_LOG(INFO) << "created VM " << spec.name << " (" << id << ")";
-  if (!spec.auto_start) return absl::StatusOr<std::string>(id);
+  const bool auto_start = spec.auto_start;
 
   // The rollback runs inside the VM's operation, so it happens even if the caller goes away.
   return Serialized(ref,
-                    [this, id]() {
-                      return DoStart(id, /*intent_recorded=*/true).then([this, id](absl::Status s) {
-                        return RollBackCreate(id, s);
-                      });
+                    [this, id, auto_start]() {
+                      return store_.Synced().then(
+                          [this, id, auto_start](absl::Status s) -> kj::Promise<absl::Status> {
+                            Vm* vm = Find(id);
+                            if (vm == nullptr) return absl::NotFoundError("VM deleted");
+                            if (!s.ok()) {
+                              KEEL_LOG(ERROR) << "could not record VM " << vm->row.name << ": "
+                                              << s;
+                              Bury(std::move(vms_[id]));
+                              vms_.erase(id);
+                              return s;
+                            }
+                            Publish(*vm, rpc::EventType::CREATED, "");
+                            KEEL_LOG(INFO) << "created VM " << vm->row.name << " (" << id << ")";
+                            if (!auto_start) return absl::OkStatus();
+                            return DoStart(id, /*intent_recorded=*/true)
+                                .then([this, id](absl::Status s) { return RollBackCreate(id, s); });
+                          });
                     })
       .then([this, id](absl::Status s) -> absl::StatusOr<std::string> {
         // Started, or kept (with lastError) after an unexpected failure: the VM exists.
@@ -506,16 +522,17 @@ kj::Promise<absl::Status> VmManager::DoStart(std::string id, bool intent_recorde
 
   return VmmProcess::Spawn(io_, *std::move(launch))
       .then(
-          [this, id](kj::Own<VmmProcess> process) -> absl::Status {
+          [this, id](kj::Own<VmmProcess> process) -> kj::Promise<absl::Status> {
             Vm* vm = Find(id);
             if (vm == nullptr) {
               process->Kill();
               return absl::NotFoundError(absl::StrCat("VM ", id, " was deleted while starting"));
             }
             Running(*vm, kj::mv(process), rpc::VmState::RUNNING, /*attached=*/false);
-            return absl::OkStatus();
+            // Running recorded the pid in the shared batch: acknowledge once it is durable.
+            return store_.Synced();
           },
-          [this, id, fail](kj::Exception&& e) -> absl::Status {
+          [this, id, fail](kj::Exception&& e) -> kj::Promise<absl::Status> {
             Vm* vm = Find(id);
             std::string why = Describe(e);
             if (vm == nullptr) return absl::NotFoundError(why);
@@ -537,7 +554,12 @@ void VmManager::Running(Vm& vm, kj::Own<VmmProcess> process, rpc::VmState state,
     vm.row.started_ns = NowNs();
     vm.row.last_error.clear();
   }
-  (void)Persist(vm);
+  // A fresh start joins the shared batch (DoStart waits for it before acknowledging).
+  if (absl::Status s = store_.UpdateVm(
+          vm.row, attached ? Store::Durability::kNow : Store::Durability::kGrouped);
+      !s.ok()) {
+    KEEL_LOG(ERROR) << "could not record the state of VM " << vm.row.name << ": " << s;
+  }
   if (!attached) Publish(vm, rpc::EventType::STARTED, absl::StrCat("pid ", vm.row.pid));
   KEEL_LOG(INFO) << (attached ? "re-attached to" : "started") << " VM " << vm.row.name << " (pid "
                  << vm.row.pid << ")";

@@ -135,11 +135,17 @@ class VmmProcessImpl final : public VmmProcess {
     return observer_.whenBecomesReadable().then([this] { return WatchExit(); });
   }
 
-  VmmExit Collect() {
+  // Never blocks the event loop: the pidfd can turn readable while the VMM's other threads
+  // are still being torn down, before the process can be reaped; then look again shortly.
+  kj::Promise<VmmExit> Collect() {
     if (parent_) {
       siginfo_t info{};
-      while (waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED) != 0) {
-        if (errno != EINTR) break;
+      int r;
+      do {
+        r = waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED | WNOHANG);
+      } while (r != 0 && errno == EINTR);
+      if (r == 0 && info.si_pid == 0) {
+        return timer().afterDelay(1 * kj::MILLISECONDS).then([this] { return Collect(); });
       }
       if (info.si_pid != 0) {
         VmmExit exit;
@@ -287,11 +293,18 @@ kj::Promise<kj::Own<VmmProcess>> VmmProcess::Spawn(kj::AsyncIoContext& io, VmmLa
         OpenOrThrow(launch.run_dir + "/console.log", O_WRONLY | O_CREAT | O_APPEND, 0640);
     kj::Own<VmmProcessImpl> process = StartVmm(io, launch);
     VmmProcessImpl* p = process.get();
-    auto request = p->control().launchRequest();
-    FillLaunchConfig(launch, std::move(console_log), request.initConfig());
     const std::string run_dir = launch.run_dir;
-    return request.send()
-        .ignoreResult()
+    // The launch goes out only once the bootstrap answer is in: then keeld has nothing left
+    // to write to the VMM before the launch reply, so a guest that exits at once (and its VMM
+    // with it) cannot turn a write of keeld's into EPIPE, which would fail the launch call
+    // although its reply is already waiting in the socket.
+    return p->control()
+        .whenResolved()
+        .then([p, launch = kj::mv(launch), console_log = std::move(console_log)]() mutable {
+          auto request = p->control().launchRequest();
+          FillLaunchConfig(launch, std::move(console_log), request.initConfig());
+          return request.send().ignoreResult();
+        })
         .then([]() -> kj::Promise<void> { return kj::READY_NOW; },
               [p, run_dir](kj::Exception&& e) -> kj::Promise<void> {
                 // keel-vmm exits after a refused launch: reap it before reporting.
