@@ -1,6 +1,8 @@
 // keeld's pieces without a VMM: the store, capacity arithmetic, name/path/size validation,
 // the console ring and the event fan-out.
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,6 +91,66 @@ TEST(StoreTest, VmsSurviveReopen) {
   EXPECT_EQ((*vms)[0].start_time, 99u);
   ASSERT_EQ((*vms)[0].nics.size(), 1u);
   EXPECT_EQ((*vms)[0].nics[0].mac, "52:54:00:00:00:01");
+}
+
+TEST(StoreTest, GroupedChangesShareOneCommit) {
+  TempDir dir;
+  kj::EventLoop loop;
+  kj::WaitScope wait(loop);
+  auto store = Store::Open(dir.path());
+  ASSERT_TRUE(store.ok());
+  const uint64_t before = (*store)->commits();
+  std::vector<kj::Promise<absl::Status>> acks;
+  for (int i = 0; i < 20; ++i) {
+    VmRow vm = Vm("g" + std::to_string(i), "vm-" + std::to_string(i),
+                  "52:54:00:00:01:" + std::to_string(10 + i));
+    ASSERT_TRUE((*store)->InsertVm(vm, Store::Durability::kGrouped).ok());
+    vm.state = 2;
+    ASSERT_TRUE((*store)->UpdateVm(vm, Store::Durability::kGrouped).ok());
+    acks.push_back((*store)->Synced());
+  }
+  // A refused change in the batch undoes only itself.
+  EXPECT_EQ((*store)->InsertVm(Vm("dup", "vm-3", "52:54:00:00:02:01"), Store::Durability::kGrouped)
+                .code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ((*store)->commits(), before);  // nothing committed yet
+  EXPECT_EQ((*store)->LoadVms()->size(), 20u);
+  for (auto& ack : acks) EXPECT_TRUE(ack.wait(wait).ok());
+  EXPECT_EQ((*store)->commits(), before + 1);
+  EXPECT_TRUE((*store)->Synced().wait(wait).ok());  // nothing pending: at once
+}
+
+TEST(StoreTest, AcknowledgedGroupedChangesSurviveAKilledProcess) {
+  TempDir dir;
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    kj::EventLoop loop;
+    kj::WaitScope wait(loop);
+    auto store = Store::Open(dir.path());
+    if (!store.ok()) _exit(2);
+    std::vector<kj::Promise<absl::Status>> acks;
+    for (int i = 0; i < 50; ++i) {
+      VmRow vm = Vm("k" + std::to_string(i), "vm-" + std::to_string(i),
+                    "52:54:00:00:03:" + std::to_string(10 + i));
+      if (!(*store)->InsertVm(vm, Store::Durability::kGrouped).ok()) _exit(3);
+      acks.push_back((*store)->Synced());
+    }
+    for (auto& ack : acks) {
+      if (!ack.wait(wait).ok()) _exit(4);
+    }
+    // Acknowledged: die at once, like a SIGKILL (no destructor, no close).
+    kill(getpid(), SIGKILL);
+    _exit(5);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
+  auto store = Store::Open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto vms = (*store)->LoadVms();
+  ASSERT_TRUE(vms.ok());
+  EXPECT_EQ(vms->size(), 50u);
 }
 
 TEST(StoreTest, NameRequestIdAndMacAreUnique) {

@@ -13,6 +13,7 @@ network scenarios are skipped, with the reason, when the keel-vmm under test rep
 has no virtio-blk / virtio-net yet.
 """
 
+import concurrent.futures
 import json
 import os
 import queue
@@ -366,6 +367,28 @@ class KeeldTest(unittest.TestCase):
         # The reattached VMMs still obey: a graceful stop reaches the guest.
         self.assertEqual(a.ctl("vm", "stop", "keep-0")["state"], "stopped")
         wait_until(lambda: not pid_alive(pids["keep-0"]), "keep-0's VMM to exit")
+
+    def test_concurrent_creates_are_durable_once_acknowledged(self):
+        # Concurrent createVm calls share store commits; each is acknowledged only after the
+        # commit that holds it, so a SIGKILL of keeld right after the last answer loses none.
+        # Half the guests exit at once, which must not fail their createVm either.
+        a = self.agent
+        cap = a.ctl("host")["capacity"]
+        names = ["burst-%d" % i for i in range(min(16, cap["vcpusTotal"]))]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(names)) as pool:
+            created = list(pool.map(
+                lambda n: a.create_vm(n, "hello" if n.endswith(("1", "3", "5", "7", "9"))
+                                      else "idle"), names))
+        a.kill9()
+        a.start()
+        vms = {vm["name"]: vm for vm in a.ctl("vm", "list")}
+        self.assertEqual(sorted(vms), sorted(names))
+        for vm in created:
+            self.assertEqual(vms[vm["name"]]["id"], vm["id"])
+            self.assertIn(vms[vm["name"]]["state"], ("running", "stopped"))
+        for n in names:
+            if not n.endswith(("1", "3", "5", "7", "9")):
+                self.assertEqual(vms[n]["state"], "running")
 
     def test_sigkill_of_a_vmm_is_a_crash(self):
         a = self.agent
