@@ -413,6 +413,14 @@ TEST_F(KeeldTest, CrashedVmmIsReportedToEveryWatcher) {
   auto wb = agent_->watchRequest();
   wb.setSink(kj::heap<RecordingSink>(events_b));
   auto handle_b = wb.send().wait(ws()).getHandle();
+  // A third watcher never finishes taking an event: the others must not wait for it.
+  class StalledSink final : public rpc::EventSink::Server {
+   protected:
+    kj::Promise<void> push(PushContext) override { return kj::NEVER_DONE; }
+  };
+  auto wc = agent_->watchRequest();
+  wc.setSink(kj::heap<StalledSink>());
+  auto handle_c = wc.send().wait(ws()).getHandle();
 
   auto created = Create("r", "crashy");
   ASSERT_TRUE(created.getResult().isVm());
