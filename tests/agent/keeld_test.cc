@@ -413,6 +413,14 @@ TEST_F(KeeldTest, CrashedVmmIsReportedToEveryWatcher) {
   auto wb = agent_->watchRequest();
   wb.setSink(kj::heap<RecordingSink>(events_b));
   auto handle_b = wb.send().wait(ws()).getHandle();
+  // A third watcher never finishes taking an event: the others must not wait for it.
+  class StalledSink final : public rpc::EventSink::Server {
+   protected:
+    kj::Promise<void> push(PushContext) override { return kj::NEVER_DONE; }
+  };
+  auto wc = agent_->watchRequest();
+  wc.setSink(kj::heap<StalledSink>());
+  auto handle_c = wc.send().wait(ws()).getHandle();
 
   auto created = Create("r", "crashy");
   ASSERT_TRUE(created.getResult().isVm());
@@ -823,6 +831,56 @@ TEST_F(KeeldTest, RestartCleansUpAnInterruptedStart) {
   auto info = info_response.getResult().getVm().getInfo();
   EXPECT_EQ(info.getState(), VmState::STOPPED);
   EXPECT_GT(info.getLastError().size(), 0u);
+}
+
+}  // namespace
+}  // namespace keel::agent
+
+namespace keel::agent {
+namespace {
+
+TEST_F(KeeldTest, ListVmsFiltersByNameStateAndLabels) {
+  for (const char* name : {"web-1", "web-2", "db-1"}) {
+    auto req = agent_->createVmRequest();
+    FillSpec(req.initSpec(), name, /*auto_start=*/false);
+    auto labels = req.getSpec().initLabels(1);
+    labels[0].setKey("tier");
+    labels[0].setValue(std::string(name).substr(0, 2) == "we" ? "front" : "back");
+    ASSERT_TRUE(req.send().wait(ws()).getResult().isVm());
+  }
+  auto by_name = agent_->listVmsRequest();
+  by_name.initFilter().setNameContains("web");
+  EXPECT_EQ(by_name.send().wait(ws()).getVms().size(), 2u);
+
+  auto by_label = agent_->listVmsRequest();
+  auto wanted = by_label.initFilter().initLabels(1);
+  wanted[0].setKey("tier");
+  wanted[0].setValue("back");
+  auto back = by_label.send().wait(ws());
+  ASSERT_EQ(back.getVms().size(), 1u);
+  EXPECT_EQ(std::string(back.getVms()[0].getName()), "db-1");
+
+  auto by_state = agent_->listVmsRequest();
+  by_state.initFilter().initStates(1).set(0, VmState::RUNNING);
+  EXPECT_EQ(by_state.send().wait(ws()).getVms().size(), 0u);
+}
+
+TEST_F(KeeldTest, GracefulShutdownOfAPausedVmStopsItHard) {
+  auto created = Create("p", "paused-then-down");
+  ASSERT_TRUE(created.getResult().isVm());
+  auto vm = created.getResult().getVm().getVm();
+  ASSERT_EQ(vm.pauseRequest().send().wait(ws()).getResult().getInfo().getState(), VmState::PAUSED);
+  auto down = vm.shutdownRequest();
+  down.setMode(rpc::ShutdownMode::GRACEFUL);
+  auto stopped = down.send().wait(ws());
+  ASSERT_TRUE(stopped.getResult().isInfo());
+  EXPECT_EQ(stopped.getResult().getInfo().getState(), VmState::STOPPED);
+  EXPECT_EQ(stopped.getResult().getInfo().getDesiredState(), VmState::STOPPED);
+  EXPECT_TRUE(Vmms().empty());
+  // Stopped VMs start again.
+  auto again = vm.startRequest().send().wait(ws());
+  ASSERT_TRUE(again.getResult().isInfo());
+  EXPECT_EQ(again.getResult().getInfo().getState(), VmState::RUNNING);
 }
 
 }  // namespace
