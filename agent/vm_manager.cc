@@ -982,6 +982,8 @@ kj::Promise<void> VmManager::RecoverVm(std::string id) {
             Vm* vm = Find(id);
             if (vm == nullptr) return;
             std::optional<VmmExit> exit = VmmProcess::ExitFromRunDir(config_.vm_run_dir(id));
+            // A VMM killed with SIGKILL leaves its control socket behind.
+            unlink((config_.vm_run_dir(id) + "/control.sock").c_str());
             VmRow& r = vm->row;
             bool was_stopping = r.state == static_cast<int>(rpc::VmState::STOPPING);
             r.pid = 0;

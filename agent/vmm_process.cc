@@ -346,16 +346,29 @@ kj::Promise<kj::Own<VmmProcess>> VmmProcess::Attach(kj::AsyncIoContext& io, std:
     if (!sock) ThrowErrno("socket", errno);
     // A unix-domain connect completes (or fails) at once.
     if (connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
-      return gone(kj::str("cannot connect to ", path.c_str(), ": ", strerror(errno)));
+      const int err = errno;
+      // Our VMM, alive but out of reach (its socket is gone or stale): nothing can control
+      // it any more, so it is ended rather than left running unseen.
+      syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+      unlink(path.c_str());
+      return gone(kj::str("cannot connect to ", path.c_str(), ": ", strerror(err),
+                          "; the process was killed"));
     }
     auto stream = io.lowLevelProvider->wrapUnixSocketFd(kj::AutoCloseFd(sock.Release()));
     auto process = kj::heap<VmmProcessImpl>(io, pid, start_time, std::move(pidfd),
                                             /*parent=*/false, run_dir, kj::mv(stream));
-    // Proves the VMM answers before handing the process out.
+    // Proves the VMM answers before handing the process out; one that does not is killed.
+    VmmProcessImpl* p = process.get();
     auto info = process->control().infoRequest().send();
-    return info.then([process = kj::mv(process)](auto&&) mutable -> kj::Own<VmmProcess> {
-      return kj::mv(process);
-    });
+    return info.then(
+        [process = kj::mv(process)](auto&&) mutable -> kj::Own<VmmProcess> {
+          return kj::mv(process);
+        },
+        [p, path](kj::Exception&& e) -> kj::Own<VmmProcess> {
+          p->Kill();
+          unlink(path.c_str());
+          kj::throwFatalException(kj::mv(e));
+        });
   });
 }
 

@@ -714,12 +714,37 @@ TEST_F(KeeldTest, RestartReconcilesWhatHappenedWhileKeeldWasDown) {
   EXPECT_EQ(info.getState(), VmState::CRASHED);
   EXPECT_GT(info.getLastError().size(), 0u);
   EXPECT_EQ(info.getPid(), 0);
+  // The SIGKILLed VMM's control socket is gone with it.
+  EXPECT_FALSE(fs::exists(dir_ + "/run/vms/" + crashed_id + "/control.sock"));
   auto get_clean = agent_->getVmRequest();
   get_clean.setVm(clean_id);
   auto clean_response = get_clean.send().wait(ws());
   auto clean = clean_response.getResult().getVm().getInfo();
   EXPECT_EQ(clean.getState(), VmState::STOPPED);
   EXPECT_EQ(clean.getLastExitStatus(), 0);
+}
+
+TEST_F(KeeldTest, RestartKillsAVmmItCannotReachAndReportsACrash) {
+  auto [id, pid] = CreateRunning("unreachable");
+  ASSERT_GT(pid, 0);
+  agent_.reset();
+  client_.reset();
+  StopKeeld(SIGKILL);
+  // The VMM runs on, but its control socket is no longer where keeld looks.
+  const std::string sock = dir_ + "/run/vms/" + id + "/control.sock";
+  ASSERT_EQ(rename(sock.c_str(), (sock + ".moved").c_str()), 0);
+  StartKeeld();
+  auto get = agent_->getVmRequest();
+  get.setVm(id);
+  auto response = get.send().wait(ws());
+  auto info = response.getResult().getVm().getInfo();
+  EXPECT_EQ(info.getState(), VmState::CRASHED);
+  EXPECT_EQ(info.getPid(), 0);
+  EXPECT_GT(info.getLastError().size(), 0u);
+  for (int i = 0; i < 1500 && kill(pid, 0) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(kill(pid, 0), 0) << "keeld left the unreachable keel-vmm running";
 }
 
 }  // namespace
