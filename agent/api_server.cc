@@ -127,7 +127,10 @@ class HostAgentImpl final : public rpc::HostAgent::Server {
   }
   kj::Promise<void> listVms(ListVmsContext context) override {
     auto ids = manager_.List(context.getParams().getFilter());
-    auto list = context.getResults().initVms(static_cast<unsigned>(ids.size()));
+    // One first segment big enough for the usual VmInfo (~100 words each) instead of a chain
+    // of growing ones.
+    auto list = context.getResults(capnp::MessageSize{16 + 128 * ids.size(), 0})
+                    .initVms(static_cast<unsigned>(ids.size()));
     for (size_t i = 0; i < ids.size(); ++i) {
       (void)manager_.FillInfo(ids[i], list[static_cast<unsigned>(i)]);
     }

@@ -182,7 +182,8 @@ absl::Status VmManager::FillInfo(const std::string& id, rpc::VmInfo::Builder inf
 }
 
 std::vector<std::string> VmManager::List(rpc::VmFilter::Reader filter) const {
-  std::vector<std::string> out;
+  std::vector<std::pair<int64_t, const std::string*>> found;  // (created_ns, id)
+  found.reserve(vms_.size());
   std::string contains = filter.getNameContains();
   for (const auto& [id, vm] : vms_) {
     if (!contains.empty() && vm->row.name.find(contains) == std::string::npos) continue;
@@ -200,11 +201,14 @@ std::vector<std::string> VmManager::List(rpc::VmFilter::Reader filter) const {
       labels_ok &= found;
     }
     if (!labels_ok) continue;
-    out.push_back(id);
+    found.emplace_back(vm->row.created_ns, &id);
   }
-  std::sort(out.begin(), out.end(), [this](const std::string& a, const std::string& b) {
-    return Find(a)->row.created_ns < Find(b)->row.created_ns;
-  });
+  // Creation order, ties by id (the map's order), with no lookups while sorting.
+  std::stable_sort(found.begin(), found.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::string> out;
+  out.reserve(found.size());
+  for (const auto& [created, id] : found) out.push_back(*id);
   return out;
 }
 
