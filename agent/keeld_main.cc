@@ -262,6 +262,7 @@ int Main(int argc, char** argv) {
                   .then([](siginfo_t) {});
   kj::joinPromises(serving.releaseAsArray()).exclusiveJoin(kj::mv(stop)).wait(io.waitScope);
   KEEL_LOG(INFO) << "stopping; VMs keep running";
+  (void)(*store)->CommitBatch();  // while the event loop that holds its waiters still exists
   unlink(config.socket_path.c_str());
   return 0;
 }

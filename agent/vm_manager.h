@@ -10,6 +10,8 @@
 // Mutating operations on one VM are serialized (each waits for the previous one); different
 // VMs proceed concurrently. Expected failures come back as absl::Status codes listed in
 // errors.h; nothing here blocks the event loop except short store writes and netlink calls.
+// createVm and start join the store's group commit (Store::Durability::kGrouped) and answer
+// only after Store::Synced(), so concurrent calls share fsyncs without acknowledging early.
 //
 // Threading: event loop thread only. Lifetime: outlives every VmImpl/Handle it hands out
 // only while keeld runs; Handles hold it weakly.
