@@ -328,7 +328,14 @@ kj::Promise<absl::StatusOr<std::string>> VmManager::CreateVm(std::string request
   if (!request_id.empty()) {
     for (const auto& [id, vm] : vms_) {
       if (vm->row.request_id != request_id) continue;
-      if (vm->spec == spec) return absl::StatusOr<std::string>(id);
+      if (vm->spec == spec) {
+        // Not before the first call's record is durable (it may still be in the open batch).
+        return store_.Synced().then(
+            [found = std::string(id)](absl::Status s) -> absl::StatusOr<std::string> {
+              if (!s.ok()) return s;
+              return found;
+            });
+      }
       return absl::StatusOr<std::string>(absl::AlreadyExistsError(
           absl::StrCat("request id ", request_id, " already made VM ", vm->row.name,
                        " with a different spec; use a new request id")));
