@@ -187,6 +187,21 @@ class BlkTest(unittest.TestCase):
         self.assertEqual(len(err), 1, r.stderr)
         self.assertIn(missing, err[0])
 
+    def test_guest_halted_after_flush_takes_no_interrupt_as_an_exception(self):
+        # The guest calibrates its TSC with PIT channel 0 and then halts with interrupts
+        # on; an unmasked, uninitialised 8259A used to deliver the PIT's IRQ0 as vector 0
+        # (#DE) within one PIT period (55 ms) of the halt. Watch the halted guest for
+        # 20 such periods: any line after the halting one is a failure.
+        img = self.image(size=8 * MIB)
+        with Vmm("--kernel", ELF, "--cmdline", "keeltest=blk-rw,halt_after_flush=1",
+                 "--disk", img) as vmm:
+            self.assertTrue(vmm.wait_for_line("keeltest: blk halting after flush"), vmm.lines)
+            halted = len(vmm.lines)
+            self.assertFalse(vmm.wait_for_line("(never printed)", timeout=1.1), vmm.lines)
+            self.assertEqual(vmm.lines[halted:], [])
+            self.assertEqual(vmm._buf, b"")
+            self.assertIsNone(vmm.p.poll())
+
     def test_flushed_writes_survive_sigkill(self):
         for cache in ("none", "writeback"):
             with self.subTest(cache=cache):
