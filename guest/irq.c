@@ -37,9 +37,13 @@ uint32_t lapic_read(uint32_t reg) { return mmio_read32(LAPIC_BASE + reg); }
 void lapic_write(uint32_t reg, uint32_t v) { mmio_write32(LAPIC_BASE + reg, v); }
 uint32_t lapic_id(void) { return lapic_read(LAPIC_ID) >> 24; }
 
-void irq_init(void) {
+void pic_mask_all(void) {
   outb(PIC1_DATA, 0xFF);
   outb(PIC2_DATA, 0xFF);
+}
+
+void irq_init(void) {
+  pic_mask_all();
   lapic_write(LAPIC_LVT_LINT0, LVT_MASKED);
   lapic_write(LAPIC_SVR, LAPIC_SVR_ENABLE | SPURIOUS_VECTOR);
 }

@@ -21,6 +21,10 @@ extern volatile uint64_t irq_count;
 
 // Masks the legacy PICs and the local APIC's LINT0, and software-enables the local APIC
 // with spurious vector 255. Idempotent; call on each CPU that takes interrupts.
+// Masks every line of both 8259A PICs (OCW1). They are never initialised, so their
+// vector base is whatever reset left (0 under KVM): an unmasked line would reach the CPU
+// through LINT0 (ExtINT after reset) as vector 0-15, i.e. as an exception.
+void pic_mask_all(void);
 void irq_init(void);
 
 uint32_t lapic_read(uint32_t reg);

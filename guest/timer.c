@@ -2,6 +2,7 @@
 #include "timer.h"
 
 #include "arch.h"
+#include "irq.h"
 #include "printf.h"
 
 #define PIT_HZ 1193182
@@ -37,11 +38,16 @@ static uint16_t pit_read_ch0(void) {
 
 // Runs PIT channel 0 as a rate generator (mode 2, period 65535) and counts TSC ticks
 // while it counts down 5 ms. Channel 0 rather than the usual channel 2: channel 2's
-// gate and output live in port 0x61, which QEMU's microvm does not have. Reprogramming
-// channel 0 is harmless here: its interrupt is masked until a scenario routes it.
+// gate and output live in port 0x61, which QEMU's microvm does not have.
+// Channel 0's output is IRQ0. Its IOAPIC pin stays masked until a scenario routes it,
+// but the 8259A is never initialised: unmasked (its reset state) it would deliver IRQ0
+// through LINT0 as vector 0, a #DE the first time the guest enables interrupts (the
+// halt loop, sys_wait_irq). So both PICs are masked before the PIT ticks, and channel 0
+// is left in mode 0 without a count afterwards (an 8254 then stops counting).
 static uint64_t from_pit(void) {
   const uint32_t period = 0xFFFF, target = PIT_HZ / 200;  // 5 ms
-  outb(PIT_CMD_PORT, 0x34);                               // channel 0, lo/hi byte, mode 2, binary
+  pic_mask_all();
+  outb(PIT_CMD_PORT, 0x34);  // channel 0, lo/hi byte, mode 2, binary
   outb(PIT_CH0_PORT, period & 0xFF);
   outb(PIT_CH0_PORT, period >> 8);
   uint16_t start_count = pit_read_ch0();
@@ -53,6 +59,7 @@ static uint64_t from_pit(void) {
     now = rdtsc();
     elapsed = c <= start_count ? (uint32_t)(start_count - c) : start_count + (period - c);
   }
+  outb(PIT_CMD_PORT, 0x30);  // channel 0, lo/hi byte, mode 0, no count: stop
   if (elapsed < target) return 0;
   return (now - start) * PIT_HZ / elapsed;
 }

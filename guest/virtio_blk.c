@@ -43,6 +43,7 @@ static void read_config(struct blk* b) {
   b->seg_max = has(b, VIRTIO_BLK_F_SEG_MAX) ? virtio_cfg32(d, CFG_SEG_MAX) : 1;
   if (b->seg_max == 0) b->seg_max = 1;
   b->blk_size = has(b, VIRTIO_BLK_F_BLK_SIZE) ? virtio_cfg32(d, CFG_BLK_SIZE) : BLK_SECTOR;
+  if (b->blk_size == 0) b->blk_size = BLK_SECTOR;  // scenarios divide by it
   b->ro = has(b, VIRTIO_BLK_F_RO);
   b->flush = has(b, VIRTIO_BLK_F_FLUSH);
   b->discard = has(b, VIRTIO_BLK_F_DISCARD);

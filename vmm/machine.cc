@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/log.h"
 #include "base/status.h"
@@ -130,11 +132,46 @@ absl::Status Machine::SetUpVirtioDevices() {
         "%u disks and NICs requested; a VM has room for %u", config_.disks.size() + config_.nets.size(),
         layout::kMaxVirtioDevices));
   }
+  KEEL_RETURN_IF_ERROR(CheckNoDiskTwice());
   for (size_t i = 0; i < config_.disks.size(); ++i) {
     KEEL_RETURN_IF_ERROR(AddDisk(config_.disks[i], i));
   }
   for (size_t i = 0; i < config_.nets.size(); ++i) {
     KEEL_RETURN_IF_ERROR(AddNic(config_.nets[i], i));
+  }
+  return absl::OkStatus();
+}
+
+// One image attached twice with a writer among the attachments would meet its own OFD
+// lock (and two devices over one file would corrupt it), so it is refused before anything
+// is opened. Images that cannot be stat'ed are left to AddDisk, which names the error.
+absl::Status Machine::CheckNoDiskTwice() const {
+  struct Seen {
+    dev_t dev;
+    ino_t ino;
+    size_t index;
+  };
+  std::vector<Seen> seen;
+  for (size_t i = 0; i < config_.disks.size(); ++i) {
+    const DiskConfig& disk = config_.disks[i];
+    struct stat st;
+    const int r = disk.path.empty() ? fstat(disk.fd, &st) : stat(disk.path.c_str(), &st);
+    if (r != 0) continue;
+    for (const Seen& s : seen) {
+      const DiskConfig& first = config_.disks[s.index];
+      if (s.dev != st.st_dev || s.ino != st.st_ino || (first.read_only && disk.read_only)) {
+        continue;
+      }
+      const std::string name = DiskName(disk), first_name = DiskName(first);
+      const std::string what =
+          name == first_name ? absl::StrFormat("--disk %s is given twice", name)
+                             : absl::StrFormat("--disk %s and --disk %s are the same image",
+                                               first_name, name);
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, "; a writable image can be attached to a VM only once (give it once, or "
+                "attach it read-only each time with ,ro)"));
+    }
+    seen.push_back({st.st_dev, st.st_ino, i});
   }
   return absl::OkStatus();
 }

@@ -122,6 +122,8 @@ class Machine : public ExitSink {
   absl::Status AddVirtioDevice(std::unique_ptr<virtio::VirtioDevice> device, std::string name);
   absl::Status SetUpVirtioDevices();
   // Opens and locks the image of --disk number `index` and adds its virtio-blk device.
+  // Refuses an image given twice (same st_dev/st_ino) unless every attachment is read-only.
+  absl::Status CheckNoDiskTwice() const;
   absl::Status AddDisk(const DiskConfig& disk, size_t index);
   // One virtio-net device for `nic` (the index names it in logs).
   absl::Status AddNic(const NetConfig& nic, size_t index);

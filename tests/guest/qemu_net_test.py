@@ -10,15 +10,14 @@ iproute2.
 """
 
 import os
-import queue
 import re
 import shutil
 import subprocess
 import sys
-import threading
 import unittest
 
 import qemu_env
+from console_lines import ConsoleLines
 from net_host import NetNs
 from qemu_env import MODERN_VIRTIO, guest_status, result_lines
 
@@ -30,7 +29,7 @@ NIC = ["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
        "-device", "virtio-net-device,netdev=n0,mac=" + GUEST_MAC]
 
 
-class Guest:
+class Guest(ConsoleLines):
     """QEMU running the guest inside the namespace, its output read line by line."""
 
     def __init__(self, ns, append):
@@ -38,30 +37,12 @@ class Guest:
                                                   extra=MODERN_VIRTIO + NIC)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      text=True)
-        self.lines = []
-        self._queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, prefix, timeout=30):
-        """Collects output until a line starting with `prefix`; returns it (None at exit)."""
-        while True:
-            line = self._queue.get(timeout=timeout)
-            if line is None:
-                return None
-            self.lines.append(line)
-            if line.startswith(prefix):
-                return line
+        super().__init__(self.proc.stdout, timeout=30)
 
     def finish(self, timeout=60):
         """Waits for the guest to exit; returns (status, all output lines)."""
         status = self.proc.wait(timeout=timeout)
-        while self.wait_for("\0") is not None:
-            pass
+        self.drain()
         return status, self.lines
 
     def kill(self):

@@ -178,6 +178,31 @@ class BlkTest(unittest.TestCase):
                     self.assertIn(img, err[0])
                     self.assertIn("in use", err[0])
 
+    def test_same_writable_image_twice_exits_2(self):
+        img = self.image(size=8 * MIB)
+        link = os.path.join(self.dir, "link.img")
+        os.symlink(img, link)
+        cases = (((img, img), "--disk %s is given twice; " % img),
+                 ((img, img + ",ro"), "--disk %s is given twice; " % img),
+                 ((img, link), "--disk %s and --disk %s are the same image; " % (img, link)))
+        for disks, prefix in cases:
+            with self.subTest(disks=disks):
+                args = [a for d in disks for a in ("--disk", d)]
+                r = subprocess.run([VMM, "--kernel", ELF, "--cmdline", "keeltest=hello", *args],
+                                   stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                   timeout=TIMEOUT_S)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertEqual(r.stdout, "")
+                err = r.stderr.splitlines()
+                self.assertEqual(len(err), 1, r.stderr)
+                self.assertTrue(err[0].startswith("keel-vmm: error: " + prefix), err[0])
+                self.assertNotIn("another VM", err[0])
+        # Read-only attachments share the image.
+        pattern = self.image("pattern.img", size=8 * MIB, pattern=True)
+        lines = self.assert_rw("blk-rw,verify=1,disk=1", "--disk", pattern + ",ro",
+                               "--disk", pattern + ",ro")
+        self.assertIn("keeltest: blk read-only ok", lines)
+
     def test_missing_image_exits_2_naming_it(self):
         missing = os.path.join(self.dir, "missing.img")
         r = subprocess.run([VMM, "--kernel", ELF, "--disk", missing], stdin=subprocess.DEVNULL,
@@ -186,6 +211,21 @@ class BlkTest(unittest.TestCase):
         err = r.stderr.splitlines()
         self.assertEqual(len(err), 1, r.stderr)
         self.assertIn(missing, err[0])
+
+    def test_guest_halted_after_flush_takes_no_interrupt_as_an_exception(self):
+        # The guest calibrates its TSC with PIT channel 0 and then halts with interrupts
+        # on; an unmasked, uninitialised 8259A used to deliver the PIT's IRQ0 as vector 0
+        # (#DE) within one PIT period (55 ms) of the halt. Watch the halted guest for
+        # 20 such periods: any line after the halting one is a failure.
+        img = self.image(size=8 * MIB)
+        with Vmm("--kernel", ELF, "--cmdline", "keeltest=blk-rw,halt_after_flush=1",
+                 "--disk", img) as vmm:
+            self.assertTrue(vmm.wait_for_line("keeltest: blk halting after flush"), vmm.lines)
+            halted = len(vmm.lines)
+            self.assertFalse(vmm.wait_for_line("(never printed)", timeout=1.1), vmm.lines)
+            self.assertEqual(vmm.lines[halted:], [])
+            self.assertEqual(vmm._buf, b"")
+            self.assertIsNone(vmm.p.poll())
 
     def test_flushed_writes_survive_sigkill(self):
         for cache in ("none", "writeback"):

@@ -18,15 +18,14 @@ Exits 77 (meson's "skipped") when not root, without /dev/kvm, /dev/net/tun or ip
 import atexit
 import itertools
 import os
-import queue
 import shutil
 import subprocess
 import sys
-import threading
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "guest"))
 import net_host  # noqa: E402
+from console_lines import ConsoleLines  # noqa: E402
 
 VMM = ELF = None
 TIMEOUT_S = 60
@@ -114,7 +113,7 @@ os.execv(sys.argv[1], sys.argv[1:])
 """
 
 
-class Vmm:
+class Vmm(ConsoleLines):
     """keel-vmm in the VM namespace, its serial output read line by line."""
 
     def __init__(self, topo, scenario, net_spec="tap=tap0", open_tap_first=False):
@@ -125,26 +124,7 @@ class Vmm:
             cmd = [sys.executable, "-c", OPEN_TAP_AND_EXEC, *cmd]
         self.proc = subprocess.Popen(topo.in_vm_ns(cmd), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines = []
-        self._eof = False
-        self._queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, prefix, timeout=TIMEOUT_S):
-        """Collects output until a line starting with `prefix`; returns it (None at exit)."""
-        while not self._eof:
-            line = self._queue.get(timeout=timeout)
-            if line is None:
-                self._eof = True
-                return None
-            self.lines.append(line)
-            if line.startswith(prefix):
-                return line
+        super().__init__(self.proc.stdout, timeout=TIMEOUT_S)
 
     def finish(self):
         try:
@@ -153,7 +133,7 @@ class Vmm:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
-        self.wait_for("\0never")
+        self.drain()
         err = self.proc.stderr.read()
         self.proc.stdout.close()
         self.proc.stderr.close()
