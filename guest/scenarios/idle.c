@@ -1,5 +1,7 @@
-// keeltest=idle: print "keeltest: idle", then halt with interrupts enabled until the VMM
-// stops the guest, or until the power button is pressed.
+// keeltest=idle[,button=ignore]: print "keeltest: idle", then halt with interrupts enabled
+// until the VMM stops the guest, or until the power button is pressed. With button=ignore the
+// guest never looks at the power button (like an OS that hangs or ignores it), so a graceful
+// shutdown has to end in a hard stop.
 //
 // Power button: when the DSDT has an ACPI Generic Event Device (_HID "ACPI0013") with an
 // interrupt in its _CRS, that GSI is routed through the IOAPIC (only it: the PICs, LINT0
@@ -71,9 +73,16 @@ static int run_idle(struct scenario_ctx* ctx) {
   struct gsi_route route;
   bool acpi_ok = acpi_read(&a, ctx->boot->rsdp, err, sizeof(err)) == NULL;
   if (acpi_ok) acpi_dsdt_devices(&a, find_ged, &g);
-  bool routed = g.found && irq_find_gsi(a.ioapics, a.ioapic_count, g.r.irqs[0], &route);
+  const char* button = scenario_arg(ctx->args, "button");
+  const bool ignore_button = button != NULL && strcmp(button, "ignore") == 0;
+  bool routed = !ignore_button && g.found &&
+                irq_find_gsi(a.ioapics, a.ioapic_count, g.r.irqs[0], &route);
   if (routed) irq_route_gsi(&route, g.r.irq_active_low);
-  KT_LINE("idle");
+  if (ignore_button) {
+    KT_LINE("idle ignoring the power button");
+  } else {
+    KT_LINE("idle");
+  }
   if (!routed) sys_halt();
   for (;;) {
     uint64_t seen = irq_count;

@@ -279,6 +279,31 @@ class KeeldTest(unittest.TestCase):
                 wait_until(lambda: not pid_alive(pid), "the VMM of vm-%d to exit" % i)
         self.assertEqual(a.vms(), {})
 
+    def test_graceful_stop_of_a_guest_ignoring_the_power_button_ends_in_a_hard_stop(self):
+        a = self.agent
+        a.create_vm("deaf", "idle,button=ignore")
+        a.wait_state("deaf", "running")
+        wait_until(lambda: "ignoring the power button" in a.console("deaf"),
+                   "the guest to print")
+        pid = a.ctl("vm", "show", "deaf")["pid"]
+        follower = Follower(a)
+        self.addCleanup(follower.close)
+        t0 = time.monotonic()
+        stopped = a.ctl("vm", "stop", "deaf", "--timeout-s", "1")
+        waited = time.monotonic() - t0
+        self.assertEqual(stopped["state"], "stopped")
+        self.assertEqual(stopped["pid"], 0)
+        # The guest had its second: the stop is the agent's hard stop after the timeout, not
+        # a power-off (the guest never printed the power-button line).
+        self.assertGreaterEqual(waited, 1.0)
+        self.assertNotIn("idle power button", a.console("deaf"))
+        wait_until(lambda: not pid_alive(pid), "the VMM to exit")
+        follower.wait_for("deaf", "stopped")
+        # It can be started again and stopped the same way.
+        a.ctl("vm", "start", "deaf")
+        a.wait_state("deaf", "running")
+        self.assertEqual(a.ctl("vm", "stop", "deaf", "--timeout-s", "1")["state"], "stopped")
+
     def test_short_guest_stops_with_its_exit_status(self):
         a = self.agent
         a.create_vm("hello", "hello")
