@@ -71,6 +71,9 @@ class Runner:
         r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=self.args.secs + 120)
         got = parse(r.stdout)
+        for line in r.stdout.splitlines():
+            if "net-bench detail" in line:
+                print("  " + line.strip(), flush=True)
         if got is None:
             print("  no result:\n" + r.stdout[-2000:] + r.stderr[-2000:], flush=True)
         else:
@@ -149,6 +152,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="runs of each (alternating); the table shows the median")
     ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--dirs", default="tx,rx", help="directions to run (tx, rx or both)")
     args = ap.parse_args()
     args.vmm, args.guest, args.tap_bench = map(os.path.abspath,
                                                (args.vmm, args.guest, args.tap_bench))
@@ -160,7 +164,7 @@ def main():
     with NetNs("keelnetbench-%d" % os.getpid(), "10.0.0.1/24") as ns:
         r = Runner(args, ns)
         sizes = list(map(int, args.sizes.split(",")))
-        for direction in ("tx", "rx"):
+        for direction in [d for d in ("tx", "rx") if d in args.dirs.split(",")]:
             for size in sizes:
                 bench = "keeltest=net-bench,dir=%s,size=%d,secs=%d" % (direction, size, args.secs)
                 results = {"raw": [], "keel": [], "qemu": []}
