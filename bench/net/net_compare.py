@@ -14,7 +14,9 @@ readv. Rates count frames the guest (or raw reader/writer) handled, frame bytes 
 Each case runs --rounds times, raw / keel-vmm / QEMU alternating, and the table shows each
 one's median run. The test guest does not negotiate TSO, so there are no TSO-sized rows.
 Needs root, /dev/kvm, qemu-system-x86_64. The machine is shared: run it when quiet and
-read the load averages printed around it.
+read the load averages printed around it, or give everything the same priority over other
+jobs with --nice -15 (a VMM's vCPU and I/O threads then get a CPU each instead of sharing
+one). --dirs tx and --sizes 1514 narrow a run to one row.
 """
 
 import argparse
