@@ -22,6 +22,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "rpc/pass_fd.h"
 
 extern char** environ;
 
@@ -80,18 +81,7 @@ ScopedFd OpenOrThrow(const std::string& path, int flags, mode_t mode = 0) {
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
-// Hands one descriptor to the VMM: the RPC system asks getFd() when it writes the message
-// and passes the fd with SCM_RIGHTS. Owns the fd until the VMM releases the capability.
-class FdServer final : public vrpc::Fd::Server {
- public:
-  explicit FdServer(ScopedFd fd) : fd_(std::move(fd)) {}
-  kj::Maybe<int> getFd() override { return fd_.get(); }
-
- private:
-  ScopedFd fd_;
-};
-
-vrpc::Fd::Client PassFd(ScopedFd fd) { return kj::heap<FdServer>(std::move(fd)); }
+using vrpc::PassFd;
 
 class VmmProcessImpl final : public VmmProcess {
  public:

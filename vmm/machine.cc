@@ -33,6 +33,11 @@ std::string FdPath(int fd) {
   return std::string(path, static_cast<size_t>(n));
 }
 
+// A private, close-on-exec copy of an inherited descriptor (numbered above stdio): the
+// given number stays as the caller left it, and keel-vmm's control channel keeps owning what
+// `launch` passed. Invalid, with errno set, on failure.
+ScopedFd PrivateCopy(int fd) { return ScopedFd(fcntl(fd, F_DUPFD_CLOEXEC, 3)); }
+
 }  // namespace
 
 Machine::Machine(const MachineConfig& config, GuestMemory memory, std::unique_ptr<Vm> vm,
@@ -186,11 +191,9 @@ absl::Status Machine::AddDisk(const DiskConfig& disk, size_t index) {
   const std::string name = DiskName(disk);
   absl::StatusOr<block::Image> image = absl::InternalError("unset");
   if (disk.path.empty()) {
-    // A private duplicate, as for NICs: the given descriptor stays the caller's (keel-vmm's
-    // control channel keeps owning what `launch` passed).
-    const int dup_fd = fcntl(disk.fd, F_DUPFD_CLOEXEC, 3);
-    if (dup_fd < 0) return ErrnoError(errno, "disk ", name);
-    image = block::AdoptImage(ScopedFd(dup_fd), name, options);
+    ScopedFd copy = PrivateCopy(disk.fd);
+    if (!copy.valid()) return ErrnoError(errno, "disk ", name);
+    image = block::AdoptImage(std::move(copy), name, options);
   } else {
     image = block::OpenImage(disk.path, options);
   }
@@ -215,10 +218,8 @@ absl::Status Machine::AddNic(const NetConfig& nic, size_t index) {
     std::vector<ScopedFd> fds = tap->ReleaseFds();
     fd = std::move(fds.at(0));
   } else {
-    // A private duplicate: the inherited number stays as the caller left it.
-    const int dup_fd = fcntl(nic.fd, F_DUPFD_CLOEXEC, 3);
-    if (dup_fd < 0) return Annotate(ErrnoError(errno, "fd ", nic.fd), what);
-    fd.Reset(dup_fd);
+    fd = PrivateCopy(nic.fd);
+    if (!fd.valid()) return Annotate(ErrnoError(errno, "fd ", nic.fd), what);
   }
   virtio::NetDeviceOptions options;
   options.mac = nic.mac.value_or(net::MacAddress::RandomLocal());

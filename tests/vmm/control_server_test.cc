@@ -21,6 +21,7 @@
 #include "base/eventfd.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "rpc/pass_fd.h"
 #include "rpc/vmm.capnp.h"
 #include "vmm/kvm/kvm.h"
 
@@ -28,15 +29,6 @@ namespace keel::vmm {
 namespace {
 
 namespace vrpc = ::keel::rpc::vmm;
-
-class FdServer final : public vrpc::Fd::Server {
- public:
-  explicit FdServer(ScopedFd fd) : fd_(std::move(fd)) {}
-  kj::Maybe<int> getFd() override { return fd_.get(); }
-
- private:
-  ScopedFd fd_;
-};
 
 // A sink that holds every write until Release(): flow control then stops the follower.
 class StallingSink final : public vrpc::ConsoleSink::Server {
@@ -127,7 +119,7 @@ class ControlServerTest : public ::testing::Test {
   void LaunchIdleGuest() {
     auto request = control_.launchRequest();
     auto config = request.initConfig();
-    config.setKernel(kj::heap<FdServer>(ScopedFd(open(guest_.c_str(), O_RDONLY | O_CLOEXEC))));
+    config.setKernel(vrpc::PassFd(ScopedFd(open(guest_.c_str(), O_RDONLY | O_CLOEXEC))));
     config.setCmdline("keeltest=idle");
     config.setMemoryMib(32);
     config.setVcpus(1);
