@@ -215,16 +215,8 @@ int Main(int argc, char** argv) {
   VmManager manager(io, config, **store, events, host);
   manager.Recover().wait(io.waitScope);
 
-  unlink(config.socket_path.c_str());
-  auto address = io.provider->getNetwork()
-                     .parseAddress(kj::str("unix:", config.socket_path.c_str()))
-                     .wait(io.waitScope);
-  auto listener = address->listen();
-  chmod(config.socket_path.c_str(), 0660);
-  Acceptor acceptor(manager, events);
-  kj::Vector<kj::Promise<void>> serving;
-  serving.add(acceptor.Accept(*listener));
-
+  // Every listener is bound before the unix socket exists: once a client can reach keeld there
+  // (tests and controllers wait for it), the TCP endpoint accepts too.
   kj::Own<kj::TlsContext> tls;
   kj::Own<kj::Network> tls_network;
   kj::Own<kj::ConnectionReceiver> tls_listener;
@@ -250,10 +242,26 @@ int Main(int argc, char** argv) {
     tls = kj::heap<kj::TlsContext>(kj::mv(options));
     tls_network = tls->wrapNetwork(io.provider->getNetwork());
     auto tcp = tls_network->parseAddress(config.tcp_listen.c_str()).wait(io.waitScope);
-    tls_listener = tcp->listen();
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { tls_listener = tcp->listen(); })) {
+      fprintf(stderr, "keeld: cannot listen on --tcp-listen %s: %s\n", config.tcp_listen.c_str(),
+              e->getDescription().cStr());
+      return 2;
+    }
+  }
+  unlink(config.socket_path.c_str());
+  auto address = io.provider->getNetwork()
+                     .parseAddress(kj::str("unix:", config.socket_path.c_str()))
+                     .wait(io.waitScope);
+  auto listener = address->listen();
+  chmod(config.socket_path.c_str(), 0660);
+  Acceptor acceptor(manager, events);
+  kj::Vector<kj::Promise<void>> serving;
+  serving.add(acceptor.Accept(*listener));
+  if (tls_listener.get() != nullptr) {
     serving.add(acceptor.AcceptTls(*tls_listener));
     KEEL_LOG(INFO) << "serving TLS on " << config.tcp_listen;
   }
+
   KEEL_LOG(INFO) << "serving on " << config.socket_path << " (state " << config.state_dir
                  << ", images " << config.image_dir << ", keel-vmm " << config.vmm_path << ")";
 
