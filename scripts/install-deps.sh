@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="
-  g++ clang libclang-rt-14-dev libfuzzer-14-dev pkg-config meson ninja-build python3
+  g++ clang lld libclang-rt-14-dev libfuzzer-14-dev pkg-config meson ninja-build python3
   libabsl-dev libcapnp-dev capnproto libnl-3-dev libnl-route-3-dev liburing-dev
   libsqlite3-dev libseccomp-dev libgtest-dev libgmock-dev libbenchmark-dev
   qemu-system-x86 acpica-tools iproute2 procps
