@@ -26,6 +26,8 @@ constexpr uint16_t kNetStatusLinkUp = 1;
 // A transmit pass returns to the event loop after this many chains (and schedules itself
 // again), so a guest that keeps its queue full cannot starve receive or the other devices.
 constexpr int kTxBudget = 1024;
+// Frames sent or received between used-index stores (see ProcessTx).
+constexpr int kPublishBurst = 32;
 constexpr int kRxBudget = 1024;
 // readv/writev take at most this many iovecs (IOV_MAX).
 constexpr size_t kMaxIov = 1024;
@@ -358,7 +360,7 @@ bool NetDevice::SendOne(uint16_t head) {
     ++counters_.tx_packets;
     counters_.tx_bytes += frame.frame_len;
   }
-  tx_->PushUsed(head, 0);
+  tx_->AddUsed(head, 0);  // ProcessTx publishes in bursts
   return true;
 }
 
@@ -382,11 +384,15 @@ void NetDevice::ProcessTx() {
         return;
       }
       if (--budget == 0) break;
+      // A driver that polls the used index pulls its cache line over on every store: publish
+      // sent frames in bursts, early enough that it can refill the ring meanwhile.
+      if (budget % kPublishBurst == 0) tx_->PublishUsed();
     }
     if (broken || budget == 0) break;
     more = tx_->EnableNotifications();
   } while (more);
   if (broken) {
+    tx_->PublishUsed();
     Break("transmit queue: the available ring is corrupt");
     return;
   }
@@ -505,7 +511,7 @@ bool NetDevice::ReceiveOne() {
   for (uint16_t i = 0; i < used; ++i) {
     const RxChain& c = rx_cache_[rx_cache_start_];
     const uint64_t len = std::min(left, c.writable);
-    rx_->PushUsed(c.head, static_cast<uint32_t>(len));
+    rx_->AddUsed(c.head, static_cast<uint32_t>(len));  // ProcessRx publishes in bursts
     left -= len;
     rx_cache_bytes_ -= c.writable;
     rx_cache_start_ = (rx_cache_start_ + 1) % capacity;
@@ -542,7 +548,9 @@ void NetDevice::ProcessRx() {
       if (!rx_stopped_) UpdateWatch(watched_ | EPOLLIN);
       break;
     }
+    if (budget % kPublishBurst == 0) rx_->PublishUsed();  // whole frames only, as in tx
   }
+  rx_->PublishUsed();
   if (broken) {
     Break("receive queue: the available ring is corrupt");
     return;

@@ -80,7 +80,9 @@ absl::Status Queue::Activate(const GuestMemory& mem, bool event_idx) {
   avail_ = avail;
   used_ = used;
   last_avail_idx_ = 0;
+  avail_idx_seen_ = 0;
   used_idx_ = 0;
+  published_used_idx_ = 0;
   signalled_used_idx_ = 0;
   return absl::OkStatus();
 }
@@ -92,14 +94,16 @@ void Queue::Reset() {
   mem_ = nullptr;
   desc_ = avail_ = used_ = nullptr;
   event_idx_ = false;
-  last_avail_idx_ = used_idx_ = signalled_used_idx_ = 0;
+  last_avail_idx_ = avail_idx_seen_ = used_idx_ = published_used_idx_ = signalled_used_idx_ = 0;
 }
 
 uint16_t Queue::AvailIdx() const { return LoadAcquire(avail_ + 2); }
 
 std::optional<uint16_t> Queue::PopHead(bool* broken) {
-  const uint16_t avail_idx = AvailIdx();
-  const uint16_t pending = static_cast<uint16_t>(avail_idx - last_avail_idx_);
+  // The driver's index is read again only when the chains it last announced are used up: the
+  // cache line it lives on is the one the driver keeps writing.
+  if (avail_idx_seen_ == last_avail_idx_) avail_idx_seen_ = AvailIdx();
+  const uint16_t pending = static_cast<uint16_t>(avail_idx_seen_ - last_avail_idx_);
   if (pending == 0) return std::nullopt;
   if (pending > size_) {
     *broken = true;  // the driver claims more chains than the ring can hold
@@ -186,18 +190,29 @@ Chain Queue::ReadChain(uint16_t head, std::span<Segment> segments) const {
   }
 }
 
-void Queue::PushUsed(uint16_t head, uint32_t written) {
+void Queue::AddUsed(uint16_t head, uint32_t written) {
   // struct virtq_used_elem { le32 id; le32 len; } (§2.7.8)
   uint8_t* elem = used_ + kRingHeader + 8 * static_cast<uint64_t>(used_idx_ % size_);
   const uint32_t id = head;
   memcpy(elem, &id, 4);
   memcpy(elem + 4, &written, 4);
   ++used_idx_;
-  // The element must be visible before the index that publishes it (§2.7.8.2).
+}
+
+void Queue::PublishUsed() {
+  if (published_used_idx_ == used_idx_) return;
+  // The elements must be visible before the index that publishes them (§2.7.8.2).
   Store(used_ + 2, used_idx_, std::memory_order_release);
+  published_used_idx_ = used_idx_;
+}
+
+void Queue::PushUsed(uint16_t head, uint32_t written) {
+  AddUsed(head, written);
+  PublishUsed();
 }
 
 bool Queue::ShouldInterrupt() {
+  PublishUsed();
   // Order our used-index store before reading the driver's suppression state (§2.7.10).
   std::atomic_thread_fence(std::memory_order_seq_cst);
   const uint16_t old = signalled_used_idx_;
@@ -211,6 +226,7 @@ bool Queue::ShouldInterrupt() {
 }
 
 bool Queue::EnableNotifications() {
+  PublishUsed();  // the driver may be waiting for these before it posts more
   if (event_idx_) {
     // avail_event: notify me once you publish past what I have consumed (§2.7.10).
     Store(used_ + kRingHeader + 8 * uint64_t{size_}, last_avail_idx_, std::memory_order_relaxed);
@@ -218,7 +234,8 @@ bool Queue::EnableNotifications() {
     Store(used_, 0, std::memory_order_relaxed);
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  return AvailIdx() != last_avail_idx_;
+  avail_idx_seen_ = AvailIdx();
+  return avail_idx_seen_ != last_avail_idx_;
 }
 
 void Queue::DisableNotifications() {

@@ -112,6 +112,12 @@ class Queue {
   Chain ReadChain(uint16_t head, std::span<Segment> segments) const;
   // Returns a chain to the driver, `written` bytes having been written into it.
   void PushUsed(uint16_t head, uint32_t written);
+  // The same in two steps, so a burst of chains is published with one index store: AddUsed
+  // fills the next used element, PublishUsed makes every added one visible to the driver.
+  // ShouldInterrupt and EnableNotifications publish first, so nothing added is left unseen
+  // when the device interrupts or goes idle.
+  void AddUsed(uint16_t head, uint32_t written);
+  void PublishUsed();
   // Whether the driver asked to be interrupted for the chains pushed since the last call
   // (used_event with EVENT_IDX, else the NO_INTERRUPT flag). §2.7.7.2, §2.7.10.
   bool ShouldInterrupt();
@@ -143,7 +149,9 @@ class Queue {
   uint8_t* avail_ = nullptr;  // flags, idx, ring[size], used_event
   uint8_t* used_ = nullptr;   // flags, idx, ring[size] of {id, len}, avail_event
   uint16_t last_avail_idx_ = 0;
+  uint16_t avail_idx_seen_ = 0;      // the driver's avail idx when last read
   uint16_t used_idx_ = 0;
+  uint16_t published_used_idx_ = 0;  // the used idx the driver can see
   uint16_t signalled_used_idx_ = 0;  // used_idx when ShouldInterrupt last ran
 };
 
