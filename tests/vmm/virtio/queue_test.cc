@@ -215,6 +215,55 @@ TEST_F(QueueTest, InterruptOnlyWhenSomethingWasPushed) {
   EXPECT_FALSE(queue_.ShouldInterrupt());
 }
 
+TEST_F(QueueTest, AddedChainsStayUnseenUntilPublished) {
+  const uint16_t a = driver_->AddChain({{kData, 8, true}});
+  const uint16_t b = driver_->AddChain({{kData + 0x100, 8, true}});
+  driver_->Publish(a);
+  driver_->Publish(b);
+  queue_.AddUsed(*queue_.PopHead(&broken_), 1);
+  queue_.AddUsed(*queue_.PopHead(&broken_), 2);
+  EXPECT_EQ(driver_->UsedIdx(), 0);
+
+  queue_.PublishUsed();
+
+  EXPECT_EQ(driver_->UsedIdx(), 2);
+  auto first = driver_->PopUsed();
+  auto second = driver_->PopUsed();
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  EXPECT_EQ(first->id, a);
+  EXPECT_EQ(first->len, 1u);
+  EXPECT_EQ(second->id, b);
+  EXPECT_EQ(second->len, 2u);
+}
+
+TEST_F(QueueTest, InterruptingAndReArmingPublishFirst) {
+  driver_->Publish(driver_->AddChain({{kData, 8, true}}));
+  driver_->Publish(driver_->AddChain({{kData + 0x100, 8, true}}));
+  queue_.AddUsed(*queue_.PopHead(&broken_), 0);
+  EXPECT_TRUE(queue_.ShouldInterrupt());
+  EXPECT_EQ(driver_->UsedIdx(), 1);  // the interrupt never announces what the driver cannot see
+
+  queue_.AddUsed(*queue_.PopHead(&broken_), 0);
+  EXPECT_FALSE(queue_.EnableNotifications());
+  EXPECT_EQ(driver_->UsedIdx(), 2);  // nor does the device go idle holding completions
+}
+
+TEST_F(QueueTest, AvailIndexIsReadAgainOnceTheSeenChainsAreUsedUp) {
+  driver_->Publish(driver_->AddChain({{kData, 8, true}}));
+  driver_->Publish(driver_->AddChain({{kData + 0x100, 8, true}}));
+  ASSERT_TRUE(queue_.PopHead(&broken_).has_value());
+  // Chains announced meanwhile are found once the two seen are taken.
+  driver_->Publish(driver_->AddChain({{kData + 0x200, 8, true}}));
+  ASSERT_TRUE(queue_.PopHead(&broken_).has_value());
+  ASSERT_TRUE(queue_.PopHead(&broken_).has_value());
+  EXPECT_FALSE(queue_.PopHead(&broken_).has_value());
+  EXPECT_FALSE(broken_);
+  // A corrupt index is caught on the next read of it.
+  driver_->SetAvailIdx(static_cast<uint16_t>(queue_.last_avail_idx() + 17));
+  EXPECT_FALSE(queue_.PopHead(&broken_).has_value());
+  EXPECT_TRUE(broken_);
+}
+
 TEST(QueueEventIdxTest, UsedEventDecidesInterrupts) {
   auto mem = GuestMemory::CreateForTest({{0, kMemSize}});
   VirtqDriver driver(*mem, kRings, 8);
