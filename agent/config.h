@@ -27,6 +27,10 @@ struct Config {
   uint64_t console_buffer_bytes = 1 << 20;  // per VM
   uint32_t event_queue_limit = 1024;        // events a watcher may fall behind before it is dropped
   uint32_t event_history = 4096;            // recent events kept for watch(afterSeq)
+  // How long a VMM may take to answer a control call (launch, pause, resume, stats, the
+  // check on re-attach) before keeld gives up on the call (and kills a VMM that hangs at
+  // launch or on re-attach).
+  uint32_t vmm_call_timeout_ms = 30000;
 
   // Fills the empty derived paths from the others and keeld's own location.
   void ResolveDefaults();

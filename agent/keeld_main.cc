@@ -43,6 +43,9 @@ ABSL_FLAG(double, cpu_overcommit, 4.0, "vCPUs per host CPU");
 ABSL_FLAG(double, memory_overcommit, 1.0, "guest MiB per host MiB (after the reserve)");
 ABSL_FLAG(uint64_t, memory_reserve_mib, 1024, "host memory kept out of the VMs' capacity");
 ABSL_FLAG(uint64_t, console_buffer_bytes, 1 << 20, "console bytes kept per VM");
+ABSL_FLAG(uint32_t, vmm_call_timeout_ms, 30000,
+          "how long a keel-vmm may take to answer a control call (launch, pause, resume, stats, "
+          "re-attach); one that hangs at launch or re-attach is killed");
 ABSL_FLAG(bool, debug, false, "log debug messages");
 
 namespace keel::agent {
@@ -64,6 +67,7 @@ Config ConfigFromFlags() {
   c.memory_overcommit = absl::GetFlag(FLAGS_memory_overcommit);
   c.memory_reserve_mib = absl::GetFlag(FLAGS_memory_reserve_mib);
   c.console_buffer_bytes = absl::GetFlag(FLAGS_console_buffer_bytes);
+  c.vmm_call_timeout_ms = absl::GetFlag(FLAGS_vmm_call_timeout_ms);
   c.ResolveDefaults();
   return c;
 }
@@ -182,6 +186,10 @@ int Main(int argc, char** argv) {
   SetLogTag("keeld");
   if (absl::GetFlag(FLAGS_debug)) SetMinLogLevel(LogLevel::kDebug);
   Config config = ConfigFromFlags();
+  if (config.vmm_call_timeout_ms == 0) {
+    fprintf(stderr, "keeld: --vmm_call_timeout_ms must be at least 1\n");
+    return 2;
+  }
   signal(SIGPIPE, SIG_IGN);
   // Each running VM costs keeld a control connection and a pidfd: take every fd allowed.
   struct rlimit files;

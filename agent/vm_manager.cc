@@ -522,6 +522,7 @@ kj::Promise<absl::Status> VmManager::DoStart(std::string id, bool intent_recorde
   };
   auto launch = PrepareLaunch(*vm);
   if (!launch.ok()) return fail(*vm, launch.status());
+  launch->call_timeout = CallTimeout();
   std::string run_dir = launch->run_dir;
   std::error_code ec;
   std::filesystem::create_directories(run_dir, ec);
@@ -739,7 +740,9 @@ kj::Promise<absl::Status> VmManager::Pause(std::string id) {
       return absl::FailedPreconditionError(
           absl::StrCat("VM ", vm->row.name, " is not running; start it first"));
     }
-    return vm->vmm->control().pauseRequest().send().then([this, id](auto) -> absl::Status {
+    return Bounded(io_.provider->getTimer(), CallTimeout(),
+                   vm->vmm->control().pauseRequest().send().ignoreResult(), "pause")
+        .then([this, id]() -> absl::Status {
       Vm* vm = Find(id);
       if (vm == nullptr || !vm->vmm) {
         return absl::FailedPreconditionError("the VM stopped while pausing");
@@ -763,7 +766,9 @@ kj::Promise<absl::Status> VmManager::Resume(std::string id) {
     if (!vm->vmm || vm->row.state != static_cast<int>(rpc::VmState::PAUSED)) {
       return absl::FailedPreconditionError(absl::StrCat("VM ", vm->row.name, " is not paused"));
     }
-    return vm->vmm->control().resumeRequest().send().then([this, id](auto) -> absl::Status {
+    return Bounded(io_.provider->getTimer(), CallTimeout(),
+                   vm->vmm->control().resumeRequest().send().ignoreResult(), "resume")
+        .then([this, id]() -> absl::Status {
       Vm* vm = Find(id);
       if (vm == nullptr || !vm->vmm) {
         return absl::FailedPreconditionError("the VM stopped while resuming");
@@ -862,7 +867,9 @@ kj::Promise<absl::Status> VmManager::Stats(std::string id, rpc::VmStats::Builder
     }
     return absl::OkStatus();
   }
-  return vm->vmm->control().statsRequest().send().then([stats](auto response) mutable {
+  return Bounded(io_.provider->getTimer(), CallTimeout(),
+                 vm->vmm->control().statsRequest().send(), "stats")
+      .then([stats](auto response) mutable {
     auto s = response.getStats();
     stats.setUptimeNs(s.getUptimeNs());
     stats.setCpuTimeNs(s.getCpuTimeNs());
@@ -977,7 +984,8 @@ void VmManager::EndFollowers(Vm& vm, const std::string& reason) {
 kj::Promise<void> VmManager::RecoverVm(std::string id) {
   Vm* vm = Find(id);
   if (vm == nullptr) return kj::READY_NOW;
-  return VmmProcess::Attach(io_, config_.vm_run_dir(id), vm->row.pid, vm->row.start_time)
+  return VmmProcess::Attach(io_, config_.vm_run_dir(id), vm->row.pid, vm->row.start_time,
+                            CallTimeout())
       .then(
           [this, id](kj::Own<VmmProcess> process) {
             Vm* vm = Find(id);

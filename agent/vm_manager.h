@@ -100,6 +100,8 @@ class VmManager {
 
   Vm* Find(const std::string& id) const;
   // Runs `op` after every earlier operation on the VM finished.
+  // How long a control call to a VMM may take (Config::vmm_call_timeout_ms).
+  kj::Duration CallTimeout() const { return config_.vmm_call_timeout_ms * kj::MILLISECONDS; }
   kj::Promise<absl::Status> Serialized(Vm& vm, kj::Function<kj::Promise<absl::Status>()> op);
   absl::Status Persist(Vm& vm);
   void Publish(Vm& vm, rpc::EventType type, std::string message);

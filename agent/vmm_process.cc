@@ -288,16 +288,22 @@ kj::Promise<kj::Own<VmmProcess>> VmmProcess::Spawn(kj::AsyncIoContext& io, VmmLa
     // to write to the VMM before the launch reply, so a guest that exits at once (and its VMM
     // with it) cannot turn a write of keeld's into EPIPE, which would fail the launch call
     // although its reply is already waiting in the socket.
-    return p->control()
-        .whenResolved()
-        .then([p, launch = kj::mv(launch), console_log = std::move(console_log)]() mutable {
-          auto request = p->control().launchRequest();
-          FillLaunchConfig(launch, std::move(console_log), request.initConfig());
-          return request.send().ignoreResult();
-        })
+    const kj::Duration call_timeout = launch.call_timeout;
+    auto launched =
+        p->control()
+            .whenResolved()
+            .then([p, launch = kj::mv(launch), console_log = std::move(console_log)]() mutable {
+              auto request = p->control().launchRequest();
+              FillLaunchConfig(launch, std::move(console_log), request.initConfig());
+              return request.send().ignoreResult();
+            });
+    return Bounded(p->timer(), call_timeout, kj::mv(launched), "launch")
         .then([]() -> kj::Promise<void> { return kj::READY_NOW; },
               [p, run_dir](kj::Exception&& e) -> kj::Promise<void> {
-                // keel-vmm exits after a refused launch: reap it before reporting.
+                // keel-vmm exits after a refused launch: reap it before reporting. One that
+                // never answered is hung: kill it now.
+                const bool hung = e.getDescription().startsWith("keel-vmm did not answer");
+                if (hung) p->Kill();
                 auto killed = p->timer().afterDelay(kLaunchFailureExitWait).then([p] {
                   p->Kill();
                   return p->OnExit();
@@ -315,7 +321,8 @@ kj::Promise<kj::Own<VmmProcess>> VmmProcess::Spawn(kj::AsyncIoContext& io, VmmLa
 }
 
 kj::Promise<kj::Own<VmmProcess>> VmmProcess::Attach(kj::AsyncIoContext& io, std::string run_dir,
-                                                    pid_t pid, uint64_t start_time) {
+                                                    pid_t pid, uint64_t start_time,
+                                                    kj::Duration call_timeout) {
   return kj::evalNow([&]() -> kj::Promise<kj::Own<VmmProcess>> {
     auto gone = [&](kj::StringPtr why) {
       return Error(kj::Exception::Type::DISCONNECTED,
@@ -349,9 +356,10 @@ kj::Promise<kj::Own<VmmProcess>> VmmProcess::Attach(kj::AsyncIoContext& io, std:
                                             /*parent=*/false, run_dir, kj::mv(stream));
     // Proves the VMM answers before handing the process out; one that does not is killed.
     VmmProcessImpl* p = process.get();
-    auto info = process->control().infoRequest().send();
+    auto info = Bounded(p->timer(), call_timeout,
+                        process->control().infoRequest().send().ignoreResult(), "info");
     return info.then(
-        [process = kj::mv(process)](auto&&) mutable -> kj::Own<VmmProcess> {
+        [process = kj::mv(process)]() mutable -> kj::Own<VmmProcess> {
           return kj::mv(process);
         },
         [p, path](kj::Exception&& e) -> kj::Own<VmmProcess> {

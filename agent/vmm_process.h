@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "base/fd.h"
 #include "kj/async-io.h"
+#include "kj/debug.h"
 #include "net/mac_address.h"
 #include "rpc/vmm.capnp.h"
 
@@ -46,6 +47,20 @@ struct VmmNic {
   uint32_t mtu = 0;
 };
 
+// `call`, unless `timeout` passes first: then it fails with a kj::Exception (FAILED) saying
+// keel-vmm did not answer `what` in time, and the call is cancelled. Every control call keeld
+// makes is bounded this way, so a hung VMM cannot hold up its VM's operations (or keeld's
+// start) forever.
+template <typename T>
+kj::Promise<T> Bounded(kj::Timer& timer, kj::Duration timeout, kj::Promise<T> call,
+                       kj::StringPtr what) {
+  return call.exclusiveJoin(
+      timer.afterDelay(timeout).then([what = kj::str(what), timeout]() -> kj::Promise<T> {
+        return KJ_EXCEPTION(FAILED, kj::str("keel-vmm did not answer ", what, " within ",
+                                            timeout / kj::MILLISECONDS, " ms"));
+      }));
+}
+
 struct VmmLaunch {
   std::string vmm_path;  // the keel-vmm binary
   std::string vm_id;
@@ -58,6 +73,7 @@ struct VmmLaunch {
   std::vector<VmmDisk> disks;
   std::vector<VmmNic> nics;
   bool start_paused = false;
+  kj::Duration call_timeout = 30 * kj::SECONDS;  // for the launch call (see Bounded)
 };
 
 // How a VMM process ended.
@@ -83,8 +99,10 @@ class VmmProcess {
   // Reconnects to a VMM that an earlier keeld started. Fails (kj::Exception DISCONNECTED)
   // when the process is gone or is not that VMM (start time differs); the caller then reads
   // ExitFromRunDir.
+  // A VMM that does not answer within `call_timeout` is killed and reported the same way.
   static kj::Promise<kj::Own<VmmProcess>> Attach(kj::AsyncIoContext& io, std::string run_dir,
-                                                 pid_t pid, uint64_t start_time);
+                                                 pid_t pid, uint64_t start_time,
+                                                 kj::Duration call_timeout);
 
   // How a VMM that is no longer running ended, from its exit file (nullopt: no exit file).
   static std::optional<VmmExit> ExitFromRunDir(const std::string& run_dir);

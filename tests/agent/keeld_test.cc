@@ -19,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -927,6 +928,99 @@ TEST_F(KeeldTest, GracefulShutdownOfAPausedVmStopsItHard) {
   auto again = vm.startRequest().send().wait(ws());
   ASSERT_TRUE(again.getResult().isInfo());
   EXPECT_EQ(again.getResult().getInfo().getState(), VmState::RUNNING);
+}
+
+}  // namespace
+}  // namespace keel::agent
+
+namespace keel::agent {
+namespace {
+
+// A VMM that stops answering (here: SIGSTOP) fails the calls made to it after
+// --vmm_call_timeout_ms instead of holding them (and every later operation on the VM) forever.
+TEST_F(KeeldTest, AHungVmmFailsItsCallsInTime) {
+  RestartKeeld(SIGKILL, {"--vmm_call_timeout_ms=500"});
+  auto created = Create("hung", "hung");
+  ASSERT_TRUE(created.getResult().isVm());
+  auto vm = created.getResult().getVm().getVm();
+  const int32_t pid = created.getResult().getVm().getInfo().getPid();
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions([&] { vm.pauseRequest().send().wait(ws()); })) {
+    const std::string why = e->getDescription().cStr();
+    EXPECT_NE(why.find("did not answer pause within 500 ms"), std::string::npos) << why;
+  } else {
+    ADD_FAILURE() << "pause answered although the VMM was stopped";
+  }
+  // keeld itself goes on serving, and the VM's state is what it was.
+  auto list = agent_->listVmsRequest().send().wait(ws());
+  ASSERT_EQ(list.getVms().size(), 1u);
+  EXPECT_EQ(list.getVms()[0].getState(), VmState::RUNNING);
+  ASSERT_EQ(kill(pid, SIGCONT), 0);
+  auto paused = vm.pauseRequest().send().wait(ws());
+  ASSERT_TRUE(paused.getResult().isInfo());
+  EXPECT_EQ(paused.getResult().getInfo().getState(), VmState::PAUSED);
+}
+
+// keeld restarting beside a VMM that does not answer kills it and reports a crash rather than
+// waiting for it (which would keep keeld from serving at all).
+TEST_F(KeeldTest, RestartDoesNotWaitForAHungVmm) {
+  auto [id, pid] = CreateRunning("hung-at-restart");
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  RestartKeeld(SIGKILL, {"--vmm_call_timeout_ms=500"});
+  auto get = agent_->getVmRequest();
+  get.setVm(id);
+  auto response = get.send().wait(ws());
+  ASSERT_TRUE(response.getResult().isVm());
+  auto info = response.getResult().getVm().getInfo();
+  EXPECT_EQ(info.getState(), VmState::CRASHED);
+  EXPECT_TRUE(std::string(info.getLastError()).find("did not answer info") != std::string::npos)
+      << info.getLastError().cStr();
+  for (int i = 0; i < 1500 && kill(pid, 0) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(kill(pid, 0), 0) << "keeld left the hung keel-vmm running";
+}
+
+// A keel-vmm that never answers its launch is killed, and the start fails with why.
+TEST_F(KeeldTest, AVmmThatNeverAnswersItsLaunchIsKilled) {
+  const std::string fake = dir_ + "/silent-vmm";
+  {
+    std::ofstream out(fake);
+    out << "#!/bin/sh\nexec sleep 600\n";  // holds the control socket, says nothing
+  }
+  ASSERT_EQ(chmod(fake.c_str(), 0755), 0);
+  RestartKeeld(SIGKILL, {"--vmm_call_timeout_ms=500", "--vmm=" + fake});
+  auto created = Create("silent", "silent");
+  std::string why;
+  if (created.getResult().isError()) {
+    why = created.getResult().getError().getMessage();
+  } else {
+    why = created.getResult().getVm().getInfo().getLastError();
+    EXPECT_NE(created.getResult().getVm().getInfo().getState(), VmState::RUNNING);
+  }
+  EXPECT_NE(why.find("did not answer launch within 500 ms"), std::string::npos) << why;
+  // Nothing of it is left running.
+  bool left = false;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    std::ifstream in(e.path() / "cmdline");
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmd.find("sleep") != std::string::npos && cmd.find("600") != std::string::npos &&
+        e.path().filename() != "self") {
+      // Only ours: its parent is this test's keeld.
+      std::ifstream st(e.path() / "stat");
+      std::string stat((std::istreambuf_iterator<char>(st)), std::istreambuf_iterator<char>());
+      if (stat.find(") ") != std::string::npos) {
+        std::istringstream fields(stat.substr(stat.rfind(") ") + 2));
+        std::string state;
+        int ppid = 0;
+        fields >> state >> ppid;
+        if (ppid == pid_ && state != "Z") left = true;
+      }
+    }
+  }
+  EXPECT_FALSE(left) << "the silent keel-vmm still runs";
 }
 
 }  // namespace

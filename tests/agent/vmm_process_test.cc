@@ -337,7 +337,7 @@ TEST_F(VmmProcessTest, ASecondClientAttachesThroughTheControlSocket) {
   }
 
   // The wrong start time means "not that process".
-  auto wrong = VmmProcess::Attach(io_, run_dir_, pid, start_time + 1);
+  auto wrong = VmmProcess::Attach(io_, run_dir_, pid, start_time + 1, 5 * kj::SECONDS);
   EXPECT_THROW(
       {
         try {
@@ -350,7 +350,7 @@ TEST_F(VmmProcessTest, ASecondClientAttachesThroughTheControlSocket) {
       kj::Exception);
 
   kj::Own<VmmProcess> second =
-      VmmProcess::Attach(io_, run_dir_, pid, start_time).wait(io_.waitScope);
+      VmmProcess::Attach(io_, run_dir_, pid, start_time, 5 * kj::SECONDS).wait(io_.waitScope);
   auto control = second->control();
   EXPECT_EQ(control.infoRequest().send().wait(io_.waitScope).getInfo().getState(),
             vrpc::RunState::RUNNING);
@@ -376,7 +376,7 @@ TEST_F(VmmProcessTest, AttachToAnExitedVmmFailsAndTheExitFileTells) {
   ASSERT_EQ(ExitOf(vmm).exit_status, 0);
 
   EXPECT_EQ(VmmProcess::ProcessStartTime(pid), 0u);
-  auto attach = VmmProcess::Attach(io_, run_dir_, pid, start_time);
+  auto attach = VmmProcess::Attach(io_, run_dir_, pid, start_time, 5 * kj::SECONDS);
   try {
     attach.wait(io_.waitScope);
     ADD_FAILURE() << "attached to a VMM that has exited";
