@@ -740,19 +740,18 @@ kj::Promise<absl::Status> VmManager::Pause(std::string id) {
       return absl::FailedPreconditionError(
           absl::StrCat("VM ", vm->row.name, " is not running; start it first"));
     }
-    return Bounded(io_.provider->getTimer(), CallTimeout(),
-                   vm->vmm->control().pauseRequest().send().ignoreResult(), "pause")
+    return VmmCall(vm->vmm->control().pauseRequest().send().ignoreResult(), "pause")
         .then([this, id]() -> absl::Status {
-      Vm* vm = Find(id);
-      if (vm == nullptr || !vm->vmm) {
-        return absl::FailedPreconditionError("the VM stopped while pausing");
-      }
-      vm->row.state = static_cast<int>(rpc::VmState::PAUSED);
-      vm->row.desired = static_cast<int>(rpc::VmState::PAUSED);
-      KEEL_RETURN_IF_ERROR(Persist(*vm));
-      Publish(*vm, rpc::EventType::PAUSED, "");
-      return absl::OkStatus();
-    });
+          Vm* vm = Find(id);
+          if (vm == nullptr || !vm->vmm) {
+            return absl::FailedPreconditionError("the VM stopped while pausing");
+          }
+          vm->row.state = static_cast<int>(rpc::VmState::PAUSED);
+          vm->row.desired = static_cast<int>(rpc::VmState::PAUSED);
+          KEEL_RETURN_IF_ERROR(Persist(*vm));
+          Publish(*vm, rpc::EventType::PAUSED, "");
+          return absl::OkStatus();
+        });
   });
 }
 
@@ -766,19 +765,18 @@ kj::Promise<absl::Status> VmManager::Resume(std::string id) {
     if (!vm->vmm || vm->row.state != static_cast<int>(rpc::VmState::PAUSED)) {
       return absl::FailedPreconditionError(absl::StrCat("VM ", vm->row.name, " is not paused"));
     }
-    return Bounded(io_.provider->getTimer(), CallTimeout(),
-                   vm->vmm->control().resumeRequest().send().ignoreResult(), "resume")
+    return VmmCall(vm->vmm->control().resumeRequest().send().ignoreResult(), "resume")
         .then([this, id]() -> absl::Status {
-      Vm* vm = Find(id);
-      if (vm == nullptr || !vm->vmm) {
-        return absl::FailedPreconditionError("the VM stopped while resuming");
-      }
-      vm->row.state = static_cast<int>(rpc::VmState::RUNNING);
-      vm->row.desired = static_cast<int>(rpc::VmState::RUNNING);
-      KEEL_RETURN_IF_ERROR(Persist(*vm));
-      Publish(*vm, rpc::EventType::RESUMED, "");
-      return absl::OkStatus();
-    });
+          Vm* vm = Find(id);
+          if (vm == nullptr || !vm->vmm) {
+            return absl::FailedPreconditionError("the VM stopped while resuming");
+          }
+          vm->row.state = static_cast<int>(rpc::VmState::RUNNING);
+          vm->row.desired = static_cast<int>(rpc::VmState::RUNNING);
+          KEEL_RETURN_IF_ERROR(Persist(*vm));
+          Publish(*vm, rpc::EventType::RESUMED, "");
+          return absl::OkStatus();
+        });
   });
 }
 
@@ -867,39 +865,38 @@ kj::Promise<absl::Status> VmManager::Stats(std::string id, rpc::VmStats::Builder
     }
     return absl::OkStatus();
   }
-  return Bounded(io_.provider->getTimer(), CallTimeout(),
-                 vm->vmm->control().statsRequest().send(), "stats")
+  return VmmCall(vm->vmm->control().statsRequest().send(), "stats")
       .then([stats](auto response) mutable {
-    auto s = response.getStats();
-    stats.setUptimeNs(s.getUptimeNs());
-    stats.setCpuTimeNs(s.getCpuTimeNs());
-    stats.setVmmRssBytes(s.getRssBytes());
-    stats.setVcpuExits(s.getVcpuExits());
-    auto disks = stats.initDisks(s.getDisks().size());
-    for (unsigned i = 0; i < s.getDisks().size(); ++i) {
-      auto in = s.getDisks()[i];
-      auto b = disks[i];
-      b.setName(in.getName());
-      b.setReadOps(in.getReadOps());
-      b.setWriteOps(in.getWriteOps());
-      b.setFlushOps(in.getFlushOps());
-      b.setReadBytes(in.getReadBytes());
-      b.setWriteBytes(in.getWriteBytes());
-      b.setErrors(in.getErrors());
-    }
-    auto nics = stats.initNics(s.getNics().size());
-    for (unsigned i = 0; i < s.getNics().size(); ++i) {
-      auto in = s.getNics()[i];
-      auto b = nics[i];
-      b.setTap(in.getName());
-      b.setRxPackets(in.getRxPackets());
-      b.setTxPackets(in.getTxPackets());
-      b.setRxBytes(in.getRxBytes());
-      b.setTxBytes(in.getTxBytes());
-      b.setDrops(in.getDrops());
-    }
-    return absl::OkStatus();
-  });
+        auto s = response.getStats();
+        stats.setUptimeNs(s.getUptimeNs());
+        stats.setCpuTimeNs(s.getCpuTimeNs());
+        stats.setVmmRssBytes(s.getRssBytes());
+        stats.setVcpuExits(s.getVcpuExits());
+        auto disks = stats.initDisks(s.getDisks().size());
+        for (unsigned i = 0; i < s.getDisks().size(); ++i) {
+          auto in = s.getDisks()[i];
+          auto b = disks[i];
+          b.setName(in.getName());
+          b.setReadOps(in.getReadOps());
+          b.setWriteOps(in.getWriteOps());
+          b.setFlushOps(in.getFlushOps());
+          b.setReadBytes(in.getReadBytes());
+          b.setWriteBytes(in.getWriteBytes());
+          b.setErrors(in.getErrors());
+        }
+        auto nics = stats.initNics(s.getNics().size());
+        for (unsigned i = 0; i < s.getNics().size(); ++i) {
+          auto in = s.getNics()[i];
+          auto b = nics[i];
+          b.setTap(in.getName());
+          b.setRxPackets(in.getRxPackets());
+          b.setTxPackets(in.getTxPackets());
+          b.setRxBytes(in.getRxBytes());
+          b.setTxBytes(in.getTxBytes());
+          b.setDrops(in.getDrops());
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<ConsoleBuffer::Chunk> VmManager::Console(const std::string& id, uint64_t offset,

@@ -99,9 +99,14 @@ class VmManager {
   class FollowHandle;
 
   Vm* Find(const std::string& id) const;
-  // Runs `op` after every earlier operation on the VM finished.
   // How long a control call to a VMM may take (Config::vmm_call_timeout_ms).
   kj::Duration CallTimeout() const { return config_.vmm_call_timeout_ms * kj::MILLISECONDS; }
+  // A control call to a running VMM, bounded by CallTimeout() (see Bounded).
+  template <typename T>
+  kj::Promise<T> VmmCall(kj::Promise<T> call, kj::StringPtr what) {
+    return Bounded(io_.provider->getTimer(), CallTimeout(), kj::mv(call), what);
+  }
+  // Runs `op` after every earlier operation on the VM finished.
   kj::Promise<absl::Status> Serialized(Vm& vm, kj::Function<kj::Promise<absl::Status>()> op);
   absl::Status Persist(Vm& vm);
   void Publish(Vm& vm, rpc::EventType type, std::string message);

@@ -289,21 +289,18 @@ kj::Promise<kj::Own<VmmProcess>> VmmProcess::Spawn(kj::AsyncIoContext& io, VmmLa
     // with it) cannot turn a write of keeld's into EPIPE, which would fail the launch call
     // although its reply is already waiting in the socket.
     const kj::Duration call_timeout = launch.call_timeout;
-    auto launched =
-        p->control()
-            .whenResolved()
-            .then([p, launch = kj::mv(launch), console_log = std::move(console_log)]() mutable {
-              auto request = p->control().launchRequest();
-              FillLaunchConfig(launch, std::move(console_log), request.initConfig());
-              return request.send().ignoreResult();
-            });
-    return Bounded(p->timer(), call_timeout, kj::mv(launched), "launch")
+    auto launched = p->control().whenResolved().then(
+        [p, launch = kj::mv(launch), console_log = std::move(console_log)]() mutable {
+          auto request = p->control().launchRequest();
+          FillLaunchConfig(launch, std::move(console_log), request.initConfig());
+          return request.send().ignoreResult();
+        });
+    // One that never answers its launch is hung: killed when the time is up.
+    return Bounded(p->timer(), call_timeout, kj::mv(launched), "launch",
+                   kj::Function<void()>([p] { p->Kill(); }))
         .then([]() -> kj::Promise<void> { return kj::READY_NOW; },
               [p, run_dir](kj::Exception&& e) -> kj::Promise<void> {
-                // keel-vmm exits after a refused launch: reap it before reporting. One that
-                // never answered is hung: kill it now.
-                const bool hung = e.getDescription().startsWith("keel-vmm did not answer");
-                if (hung) p->Kill();
+                // keel-vmm exits after a refused launch: reap it before reporting.
                 auto killed = p->timer().afterDelay(kLaunchFailureExitWait).then([p] {
                   p->Kill();
                   return p->OnExit();
@@ -359,9 +356,7 @@ kj::Promise<kj::Own<VmmProcess>> VmmProcess::Attach(kj::AsyncIoContext& io, std:
     auto info = Bounded(p->timer(), call_timeout,
                         process->control().infoRequest().send().ignoreResult(), "info");
     return info.then(
-        [process = kj::mv(process)]() mutable -> kj::Own<VmmProcess> {
-          return kj::mv(process);
-        },
+        [process = kj::mv(process)]() mutable -> kj::Own<VmmProcess> { return kj::mv(process); },
         [p, path](kj::Exception&& e) -> kj::Own<VmmProcess> {
           p->Kill();
           unlink(path.c_str());

@@ -47,15 +47,18 @@ struct VmmNic {
   uint32_t mtu = 0;
 };
 
-// `call`, unless `timeout` passes first: then it fails with a kj::Exception (FAILED) saying
-// keel-vmm did not answer `what` in time, and the call is cancelled. Every control call keeld
-// makes is bounded this way, so a hung VMM cannot hold up its VM's operations (or keeld's
-// start) forever.
+// `call`, unless `timeout` passes first: then `on_expiry` runs (if given) and the promise fails
+// with a kj::Exception (FAILED) saying keel-vmm did not answer `what` in time; the call is
+// cancelled. Every control call keeld makes is bounded this way, so a hung VMM cannot hold up
+// its VM's operations (or keeld's start) forever.
 template <typename T>
 kj::Promise<T> Bounded(kj::Timer& timer, kj::Duration timeout, kj::Promise<T> call,
-                       kj::StringPtr what) {
-  return call.exclusiveJoin(
-      timer.afterDelay(timeout).then([what = kj::str(what), timeout]() -> kj::Promise<T> {
+                       kj::StringPtr what, kj::Maybe<kj::Function<void()>> on_expiry = nullptr) {
+  return call.exclusiveJoin(timer.afterDelay(timeout).then(
+      [what = kj::str(what), timeout, on_expiry = kj::mv(on_expiry)]() mutable -> kj::Promise<T> {
+        KJ_IF_MAYBE (f, on_expiry) {
+          (*f)();
+        }
         return KJ_EXCEPTION(FAILED, kj::str("keel-vmm did not answer ", what, " within ",
                                             timeout / kj::MILLISECONDS, " ms"));
       }));
