@@ -550,8 +550,8 @@ void NetDevice::ProcessRx() {
     }
     if (budget % kPublishBurst == 0) rx_->PublishUsed();  // whole frames only, as in tx
   }
-  rx_->PublishUsed();
   if (broken) {
+    rx_->PublishUsed();
     Break("receive queue: the available ring is corrupt");
     return;
   }

@@ -149,7 +149,7 @@ class Queue {
   uint8_t* avail_ = nullptr;  // flags, idx, ring[size], used_event
   uint8_t* used_ = nullptr;   // flags, idx, ring[size] of {id, len}, avail_event
   uint16_t last_avail_idx_ = 0;
-  uint16_t avail_idx_seen_ = 0;      // the driver's avail idx when last read
+  uint16_t avail_idx_seen_ = 0;  // the driver's avail idx when last read
   uint16_t used_idx_ = 0;
   uint16_t published_used_idx_ = 0;  // the used idx the driver can see
   uint16_t signalled_used_idx_ = 0;  // used_idx when ShouldInterrupt last ran
