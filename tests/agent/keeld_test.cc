@@ -19,7 +19,6 @@
 #include <fstream>
 #include <functional>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -174,6 +173,14 @@ class KeeldTest : public ::testing::Test {
       _exit(127);
     }
     return pid;
+  }
+
+  // Whether process `pid` is gone, waiting up to 30 s.
+  static bool WaitGone(pid_t pid) {
+    for (int i = 0; i < 1500 && kill(pid, 0) == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return kill(pid, 0) != 0;
   }
 
   void KillVmms() {
@@ -744,10 +751,7 @@ TEST_F(KeeldTest, RestartKillsAVmmItCannotReachAndReportsACrash) {
   EXPECT_EQ(info.getState(), VmState::CRASHED);
   EXPECT_EQ(info.getPid(), 0);
   EXPECT_GT(info.getLastError().size(), 0u);
-  for (int i = 0; i < 1500 && kill(pid, 0) == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  EXPECT_NE(kill(pid, 0), 0) << "keeld left the unreachable keel-vmm running";
+  EXPECT_TRUE(WaitGone(pid)) << "keeld left the unreachable keel-vmm running";
 }
 
 }  // namespace
@@ -977,18 +981,17 @@ TEST_F(KeeldTest, RestartDoesNotWaitForAHungVmm) {
   EXPECT_EQ(info.getState(), VmState::CRASHED);
   EXPECT_TRUE(std::string(info.getLastError()).find("did not answer info") != std::string::npos)
       << info.getLastError().cStr();
-  for (int i = 0; i < 1500 && kill(pid, 0) == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  EXPECT_NE(kill(pid, 0), 0) << "keeld left the hung keel-vmm running";
+  EXPECT_TRUE(WaitGone(pid)) << "keeld left the hung keel-vmm running";
 }
 
 // A keel-vmm that never answers its launch is killed, and the start fails with why.
 TEST_F(KeeldTest, AVmmThatNeverAnswersItsLaunchIsKilled) {
   const std::string fake = dir_ + "/silent-vmm";
+  const std::string pid_file = dir_ + "/silent-vmm.pid";
   {
     std::ofstream out(fake);
-    out << "#!/bin/sh\nexec sleep 600\n";  // holds the control socket, says nothing
+    // Holds the control socket and says nothing; the pid stays the same through exec.
+    out << "#!/bin/sh\necho $$ > " << pid_file << "\nexec sleep 600\n";
   }
   ASSERT_EQ(chmod(fake.c_str(), 0755), 0);
   RestartKeeld(SIGKILL, {"--vmm_call_timeout_ms=500", "--vmm=" + fake});
@@ -1001,26 +1004,10 @@ TEST_F(KeeldTest, AVmmThatNeverAnswersItsLaunchIsKilled) {
     EXPECT_NE(created.getResult().getVm().getInfo().getState(), VmState::RUNNING);
   }
   EXPECT_NE(why.find("did not answer launch within 500 ms"), std::string::npos) << why;
-  // Nothing of it is left running.
-  bool left = false;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    std::ifstream in(e.path() / "cmdline");
-    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmd.find("sleep") != std::string::npos && cmd.find("600") != std::string::npos &&
-        e.path().filename() != "self") {
-      // Only ours: its parent is this test's keeld.
-      std::ifstream st(e.path() / "stat");
-      std::string stat((std::istreambuf_iterator<char>(st)), std::istreambuf_iterator<char>());
-      if (stat.find(") ") != std::string::npos) {
-        std::istringstream fields(stat.substr(stat.rfind(") ") + 2));
-        std::string state;
-        int ppid = 0;
-        fields >> state >> ppid;
-        if (ppid == pid_ && state != "Z") left = true;
-      }
-    }
-  }
-  EXPECT_FALSE(left) << "the silent keel-vmm still runs";
+  pid_t pid = 0;
+  std::ifstream(pid_file) >> pid;
+  ASSERT_GT(pid, 0) << "the silent keel-vmm never ran";
+  EXPECT_TRUE(WaitGone(pid)) << "the silent keel-vmm still runs";
 }
 
 }  // namespace
