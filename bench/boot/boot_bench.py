@@ -57,11 +57,15 @@ def time_boot(cmd, expect_status):
     return (first - t0) / 1e6, (t_exit - t0) / 1e6
 
 
-def guest_ram_kib(pid, mem_mib):
-    """Resident and private KiB of the mapping(s) that hold guest RAM, and of everything else."""
+def guest_ram_kib(pid, mem_mib, exe):
+    """Resident and private KiB of the mapping(s) that hold guest RAM, and of everything else;
+    and the resident KiB of each mapping of the executable `exe`, by permissions ("r-xp" is
+    its text)."""
     ram_rss = other_private = 0
+    exe_rss = {}
     size = rss = private = 0
     is_ram = False
+    mapping = None
 
     def flush():
         nonlocal ram_rss, other_private
@@ -69,6 +73,8 @@ def guest_ram_kib(pid, mem_mib):
             ram_rss += rss
         else:
             other_private += private
+        if mapping is not None:
+            exe_rss[mapping] = exe_rss.get(mapping, 0) + rss
 
     with open("/proc/%d/smaps" % pid) as f:
         for line in f:
@@ -78,13 +84,14 @@ def guest_ram_kib(pid, mem_mib):
                 lo, hi = (int(x, 16) for x in parts[0].split("-"))
                 size_kib = (hi - lo) // 1024
                 is_ram = size_kib >= mem_mib * 1024 and len(parts) < 6  # anonymous, big
+                mapping = parts[1] if len(parts) >= 6 and parts[5] == exe else None
                 rss = private = 0
             elif parts[0] == "Rss:":
                 rss = int(parts[1])
             elif parts[0] == "Anonymous:":
                 private += int(parts[1])
     flush()
-    return ram_rss, other_private
+    return ram_rss, other_private, exe_rss
 
 
 def memory_overhead(cmd, mem_mib):
@@ -105,8 +112,9 @@ def memory_overhead(cmd, mem_mib):
         time.sleep(0.3)
         with open("/proc/%d/status" % p.pid) as f:
             hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
-        ram_rss, other_private = guest_ram_kib(p.pid, mem_mib)
-        return hwm - ram_rss, other_private, hwm, ram_rss
+        exe = os.path.realpath("/proc/%d/exe" % p.pid)
+        ram_rss, other_private, exe_rss = guest_ram_kib(p.pid, mem_mib, exe)
+        return hwm - ram_rss, other_private, hwm, ram_rss, exe_rss
     finally:
         p.kill()
         p.wait()
@@ -139,6 +147,9 @@ def main():
         samples = [memory_overhead(make(args.vmm, args.guest, args.memory_mib, "idle"),
                                    args.memory_mib) for _ in range(5)]
         mem[name] = tuple(statistics.median(s[i] for s in samples) for i in range(4))
+        if name == "keel-vmm":
+            perms = sorted({k for s in samples for k in s[4]})
+            exe_rss = {k: statistics.median(s[4].get(k, 0) for s in samples) for k in perms}
 
     print("boot: test guest %s, %d MiB, %d runs each, alternating; load average %s" %
           (os.path.basename(args.guest), args.memory_mib, args.runs,
@@ -152,6 +163,8 @@ def main():
         print("| %s | %.1f ms (%.1f) | %.1f ms (%.1f) | %.2f MiB | %.2f MiB |" %
               (name, statistics.median(first), pct(first, 0.9), statistics.median(done),
                pct(done, 0.9), over / 1024, priv / 1024))
+    print("keel-vmm executable resident, by mapping (median KiB): " +
+          ", ".join("%s %d" % (k, v) for k, v in exe_rss.items()) + " (r-xp: text)")
     if have_qemu:
         k, q = statistics.median(times["keel-vmm"][0]), statistics.median(times["qemu microvm"][0])
         print("keel-vmm reaches the first byte in %.1f%% of QEMU's time (target <= 20%%); "

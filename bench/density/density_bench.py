@@ -75,26 +75,25 @@ def settle_mem_available(seconds=3.0):
     return samples[len(samples) // 2]
 
 
-def rss_kib(pid):
+def proc_kib(pid, name, field):
+    """The KiB value of `field` ("VmRSS:", "Pss:") in /proc/PID/`name`; 0 if the process is
+    gone."""
     try:
-        with open("/proc/%d/status" % pid) as f:
+        with open("/proc/%d/%s" % (pid, name)) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def rss_kib(pid):
+    return proc_kib(pid, "status", "VmRSS:")
 
 
 def pss_kib(pid):
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return proc_kib(pid, "smaps_rollup", "Pss:")
 
 
 def guest_ram_rss_kib(pid, mem_mib):

@@ -77,6 +77,21 @@ int Connect(const char* path) {
   return fd;
 }
 
+// Makes `calls` calls one after another (`call` returns whether it succeeded) and prints their
+// latencies as operation `what`.
+template <typename Call>
+void RunSequential(const char* what, int calls, Call call) {
+  Stats s;
+  const auto t0 = Clock::now();
+  for (int c = 0; c < calls; ++c) {
+    const auto start = Clock::now();
+    const bool ok = call();
+    s.latencies_ms.push_back(Ms(Clock::now() - start));
+    (ok ? s.ok : s.refused)++;
+  }
+  PrintStats(what, s, std::chrono::duration<double>(Clock::now() - t0).count());
+}
+
 // Runs `issue(i)` for i in [0, n) with at most `window` promises outstanding.
 template <typename Issue>
 void RunWindowed(kj::WaitScope& ws, int n, int window, Issue issue) {
@@ -152,30 +167,18 @@ int main(int argc, char** argv) {
   if (mode == "latency" && argc >= 6) {
     const int calls = atoi(argv[5]);
     std::mt19937 rng(42);
-    Stats get;
-    auto t0 = Clock::now();
-    for (int c = 0; c < calls; ++c) {
+    RunSequential("getVm", calls, [&] {
       auto req = agent.getVmRequest();
       req.setVm(name(static_cast<int>(rng() % static_cast<unsigned>(n))));
-      const auto start = Clock::now();
-      auto r = req.send().wait(ws);
-      get.latencies_ms.push_back(Ms(Clock::now() - start));
-      (r.getResult().isError() ? get.refused : get.ok)++;
-    }
-    PrintStats("getVm", get, std::chrono::duration<double>(Clock::now() - t0).count());
-    Stats list;
-    t0 = Clock::now();
+      return !req.send().wait(ws).getResult().isError();
+    });
     size_t listed = 0;
-    for (int c = 0; c < calls; ++c) {
+    RunSequential("listVms", calls, [&] {
       auto req = agent.listVmsRequest();
       req.initFilter();
-      const auto start = Clock::now();
-      auto r = req.send().wait(ws);
-      list.latencies_ms.push_back(Ms(Clock::now() - start));
-      listed = r.getVms().size();
-      ++list.ok;
-    }
-    PrintStats("listVms", list, std::chrono::duration<double>(Clock::now() - t0).count());
+      listed = req.send().wait(ws).getVms().size();
+      return true;
+    });
     printf("{\"op\":\"listed\",\"vms\":%zu}\n", listed);
     return 0;
   }

@@ -149,6 +149,25 @@ def ratio(a, b, size, pct):
     return "%.0f%%" % (100 * r) if pct else "%.2f×" % r
 
 
+def raw_modes(r, args, sizes):
+    modes = ("write", "write-pair", "write-uring")
+    table = []
+    for size in sizes:
+        results = {m: [] for m in modes}
+        for _ in range(args.rounds):
+            for m in modes:
+                results[m].append(r.run(r.tap_bench(m, "tap0", size, args.secs)))
+        table.append((size, [median(results[m]) for m in modes]))
+    print("load average after: %s" % open("/proc/loadavg").read().strip())
+    print()
+    print("raw tap transmit, median of %d alternating rounds of %d s each" % (args.rounds,
+                                                                             args.secs))
+    print("| frame | write | write-pair | write-uring |")
+    print("|---|---|---|---|")
+    for size, values in table:
+        print("| %d B | %s |" % (size, " | ".join(fmt(v, size) for v in values)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vmm", required=True)
@@ -163,6 +182,10 @@ def main():
     ap.add_argument("--nice", type=int, default=None,
                     help="run everything (raw, keel-vmm, QEMU) at this nice value, e.g. -15 on "
                     "a shared host so other jobs do not decide where the VMM threads run")
+    ap.add_argument("--raw-modes", action="store_true",
+                    help="instead: the host's raw transmit alone, three ways (tap_bench write, "
+                    "write-pair: frames written by another CPU, write-uring: writev batched "
+                    "through io_uring), to see what crossing CPUs and batching change")
     args = ap.parse_args()
     args.vmm, args.guest, args.tap_bench = map(os.path.abspath,
                                                (args.vmm, args.guest, args.tap_bench))
@@ -177,6 +200,9 @@ def main():
     with NetNs("keelnetbench-%d" % os.getpid(), "10.0.0.1/24") as ns:
         r = Runner(args, ns)
         sizes = list(map(int, args.sizes.split(",")))
+        if args.raw_modes:
+            raw_modes(r, args, sizes)
+            return
         for direction in [d for d in ("tx", "rx") if d in args.dirs.split(",")]:
             for size in sizes:
                 bench = "keeltest=net-bench,dir=%s,size=%d,secs=%d" % (direction, size, args.secs)
