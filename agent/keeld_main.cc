@@ -219,12 +219,9 @@ int Main(int argc, char** argv) {
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
   auto io = kj::setupAsyncIo();
-  EventHub events(store->get(), config.event_queue_limit, config.event_history);
-  VmManager manager(io, config, **store, events, host);
-  manager.Recover().wait(io.waitScope);
-
   // Every listener is bound before the unix socket exists: once a client can reach keeld there
-  // (tests and controllers wait for it), the TCP endpoint accepts too.
+  // (tests and controllers wait for it), the TCP endpoint accepts too. A TLS setup that cannot
+  // work is refused before recovery touches anything.
   kj::Own<kj::TlsContext> tls;
   kj::Own<kj::Network> tls_network;
   kj::Own<kj::ConnectionReceiver> tls_listener;
@@ -235,27 +232,44 @@ int Main(int argc, char** argv) {
       fprintf(stderr, "keeld: --tcp-listen needs --tls-cert, --tls-key and --tls-client-ca\n");
       return 2;
     }
-    std::string cert = ReadText(config.tls_cert), key = ReadText(config.tls_key),
-                ca = ReadText(config.tls_client_ca);
-    keypair = kj::TlsKeypair{kj::TlsPrivateKey(kj::StringPtr(key.c_str())),
-                             kj::TlsCertificate(kj::StringPtr(cert.c_str()))};
-    trusted.add(kj::TlsCertificate(kj::StringPtr(ca.c_str())));
-    kj::TlsContext::Options options;
-    KJ_IF_MAYBE (kp, keypair) {
-      options.defaultKeypair = *kp;
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                   std::string cert = ReadText(config.tls_cert), key = ReadText(config.tls_key),
+                               ca = ReadText(config.tls_client_ca);
+                   keypair = kj::TlsKeypair{kj::TlsPrivateKey(kj::StringPtr(key.c_str())),
+                                            kj::TlsCertificate(kj::StringPtr(cert.c_str()))};
+                   trusted.add(kj::TlsCertificate(kj::StringPtr(ca.c_str())));
+                   kj::TlsContext::Options options;
+                   KJ_IF_MAYBE (kp, keypair) {
+                     options.defaultKeypair = *kp;
+                   }
+                   options.verifyClients = true;
+                   options.useSystemTrustStore = false;
+                   options.trustedCertificates = trusted.asPtr();
+                   tls = kj::heap<kj::TlsContext>(kj::mv(options));
+                 })) {
+      fprintf(stderr,
+              "keeld: cannot use --tls-cert %s, --tls-key %s and --tls-client-ca %s (PEM files "
+              "readable by keeld): %s\n",
+              config.tls_cert.c_str(), config.tls_key.c_str(), config.tls_client_ca.c_str(),
+              e->getDescription().cStr());
+      return 2;
     }
-    options.verifyClients = true;
-    options.useSystemTrustStore = false;
-    options.trustedCertificates = trusted.asPtr();
-    tls = kj::heap<kj::TlsContext>(kj::mv(options));
     tls_network = tls->wrapNetwork(io.provider->getNetwork());
-    auto tcp = tls_network->parseAddress(config.tcp_listen.c_str()).wait(io.waitScope);
-    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() { tls_listener = tcp->listen(); })) {
+    KJ_IF_MAYBE (e, kj::runCatchingExceptions([&]() {
+                   tls_listener = tls_network->parseAddress(config.tcp_listen.c_str())
+                                      .wait(io.waitScope)
+                                      ->listen();
+                 })) {
       fprintf(stderr, "keeld: cannot listen on --tcp-listen %s: %s\n", config.tcp_listen.c_str(),
               e->getDescription().cStr());
       return 2;
     }
   }
+
+  EventHub events(store->get(), config.event_queue_limit, config.event_history);
+  VmManager manager(io, config, **store, events, host);
+  manager.Recover().wait(io.waitScope);
+
   unlink(config.socket_path.c_str());
   auto address = io.provider->getNetwork()
                      .parseAddress(kj::str("unix:", config.socket_path.c_str()))
